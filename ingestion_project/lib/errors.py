@@ -1,0 +1,26 @@
+"""Failure classes for document ingestion.
+
+Every error raised while ingesting one document is one of these, so retry policies and the dead-letter queue can
+decide what to do from the class alone: validation errors are the document's fault and are never retried,
+external errors (the object vanished, access denied) get a few retries, transient errors get backoff.
+"""
+
+
+class DocumentError(Exception):
+    """Base class for a failure to ingest one document."""
+
+
+class ValidationError(DocumentError):
+    """The document itself is bad: empty, malformed, undecodable, unsupported or over a limit. Never retried."""
+
+
+class UnsupportedFormatError(ValidationError):
+    """The content is not one of the supported formats (binary data, unknown type)."""
+
+
+class ExternalError(DocumentError):
+    """The object store refused or lost the object (NoSuchKey, AccessDenied). Retried a few times."""
+
+
+class TransientError(DocumentError):
+    """A fault that may pass on its own (timeouts, throttling, 5xx). Retried with backoff."""
