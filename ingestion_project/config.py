@@ -1,0 +1,266 @@
+"""What is ingested: the sources file, validated once at load.
+
+The file (``ingestion_project/sources.yaml`` unless ``INGESTION_SOURCES_FILE`` names another) declares where
+bronze lands and one or more sources. Relative local paths are resolved against the file's own directory, so the
+same file works whatever directory Dagster is started from.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_SOURCES_FILE = Path(__file__).with_name("sources.yaml")
+SOURCES_FILE_ENV = "INGESTION_SOURCES_FILE"
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+# S3 bucket naming rules, minus the legacy ones AWS no longer accepts.
+_BUCKET_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """The sources file is invalid; the message names the file, the source and the field."""
+
+
+def parse_size(value: int | str) -> int:
+    """Parse ``1048576``, ``"10MiB"`` or ``"5 MB"`` into bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10MiB")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"{value!r} is not a size (use bytes or a unit: KB, MB, GB, KiB, MiB, GiB)")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError("a size must be positive")
+    return size
+
+
+def _check_glob(pattern: str) -> str:
+    if not pattern.strip():
+        raise ValueError("a glob pattern cannot be empty")
+    if pattern.startswith("/"):
+        raise ValueError(f"glob {pattern!r} must be relative to the source prefix")
+    depth = 0
+    for char in pattern:
+        depth += char == "["
+        depth -= char == "]" and depth > 0
+    if depth:
+        raise ValueError(f"glob {pattern!r} has an unclosed '['")
+    return pattern
+
+
+Glob = Annotated[str, Field(min_length=1)]
+Size = Annotated[int | str, Field(union_mode="left_to_right")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _SourceBase(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    include: tuple[Glob, ...] = ("*",)
+    exclude: tuple[Glob, ...] = ()
+    max_object_size: Size = "100MiB"
+    max_decompressed_size: Size = "500MiB"
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs_are_valid(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_glob(p) for p in patterns)
+
+    @field_validator("max_object_size", "max_decompressed_size")
+    @classmethod
+    def _size_is_valid(cls, value: int | str) -> int:
+        return parse_size(value)
+
+    @property
+    def max_object_bytes(self) -> int:
+        return int(self.max_object_size)
+
+    @property
+    def max_decompressed_bytes(self) -> int:
+        return int(self.max_decompressed_size)
+
+    def relative_key(self, key: str) -> str:
+        return key
+
+    def matches(self, key: str) -> bool:
+        """Whether ``key`` is a document of this source.
+
+        A pattern without ``/`` matches the file name; one with ``/`` matches the key relative to the prefix.
+        Folder markers (keys ending in ``/``) never match.
+        """
+        if key.endswith("/"):
+            return False
+        relative = self.relative_key(key)
+        name = PurePosixPath(relative).name
+
+        def hit(pattern: str) -> bool:
+            return fnmatch.fnmatchcase(relative if "/" in pattern else name, pattern)
+
+        return any(map(hit, self.include)) and not any(map(hit, self.exclude))
+
+
+class S3SourceConfig(_SourceBase):
+    type: Literal["s3"] = "s3"
+    bucket: str
+    prefix: str = ""
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_is_valid(cls, bucket: str) -> str:
+        if not _BUCKET_RE.match(bucket):
+            raise ValueError(f"{bucket!r} is not a valid S3 bucket name")
+        return bucket
+
+    def relative_key(self, key: str) -> str:
+        return key[len(self.prefix) :] if key.startswith(self.prefix) else key
+
+
+class LocalSourceConfig(_SourceBase):
+    type: Literal["local"]
+    path: Path
+
+    @property
+    def bucket(self) -> str:
+        return ""
+
+    @property
+    def prefix(self) -> str:
+        return ""
+
+
+SourceConfig = Annotated[S3SourceConfig | LocalSourceConfig, Field(discriminator="type")]
+
+
+class S3BronzeConfig(_Strict):
+    bucket: str
+    prefix: str = "bronze"
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_is_valid(cls, bucket: str) -> str:
+        return S3SourceConfig._bucket_is_valid(bucket)
+
+    @property
+    def root(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.strip('/')}".rstrip("/")
+
+
+class BronzeConfig(_Strict):
+    s3: S3BronzeConfig | None = None
+    local_dir: Path | None = None
+
+
+class Settings(_Strict):
+    bronze: BronzeConfig = BronzeConfig()
+    sources: tuple[SourceConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sources_fit_bronze(self) -> Settings:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        for source in self.sources:
+            if source.type == "s3" and self.bronze.s3 is None:
+                raise ValueError(f"source '{source.name}' is on S3 but bronze.s3 is not configured")
+            if source.type == "local" and self.bronze.local_dir is None:
+                raise ValueError(f"source '{source.name}' is a local folder but bronze.local_dir is not set")
+        return self
+
+    def source(self, name: str) -> S3SourceConfig | LocalSourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no source named {name!r} in the sources file")
+
+    def bronze_roots(self) -> list[str]:
+        """Every bronze root in use, as the URIs/paths dbt reads."""
+        roots = []
+        if self.bronze.s3 and any(s.type == "s3" for s in self.sources):
+            roots.append(self.bronze.s3.root)
+        if self.bronze.local_dir and any(s.type == "local" for s in self.sources):
+            roots.append(str(self.bronze.local_dir))
+        return roots
+
+
+def _describe(error: dict, raw: dict) -> str:
+    """Turn one pydantic error into 'source 'orders': field 'include': ...'."""
+    loc = list(error["loc"])
+    where = []
+    if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+        entries = raw.get("sources") or []
+        entry = entries[loc[1]] if loc[1] < len(entries) else {}
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where.append(f"source '{name}'" if name else f"source #{loc[1] + 1}")
+        loc = [part for part in loc[2:] if part not in ("s3", "local")]
+    field = ".".join(str(part) for part in loc)
+    if field:
+        where.append(f"field '{field}'")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        where.append("field 'type'")
+        message = "must be one of: s3, local"
+    return f"{': '.join(where) or 'file'}: {message}"
+
+
+def _resolve_paths(raw: dict, base: Path) -> dict:
+    def resolve(value: object) -> object:
+        return str((base / str(value)).resolve()) if value is not None else value
+
+    bronze = raw.get("bronze")
+    if isinstance(bronze, dict) and "local_dir" in bronze:
+        bronze["local_dir"] = resolve(bronze["local_dir"])
+    for source in raw.get("sources") or []:
+        if isinstance(source, dict) and "path" in source:
+            source["path"] = resolve(source["path"])
+    return raw
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Read and validate a sources file; raise ConfigError naming the source and field on any problem."""
+    path = Path(path or os.environ.get(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the sources file: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'sources' (and optionally 'bronze')")
+    raw = _resolve_paths(raw, path.parent)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        errors = e.errors()
+        # A source that fails validation also makes the sources list look empty; that echo only confuses.
+        if len(errors) > 1:
+            errors = [err for err in errors if err["type"] != "too_short"]
+        problems = "; ".join(_describe(err, raw) for err in errors)
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+@functools.cache
+def default_settings() -> Settings:
+    """The settings Dagster loads with, read once per process."""
+    return load_settings()
+
+
+def bronze_roots() -> list[str]:
+    """The bronze roots of the default settings, as passed to dbt."""
+    return default_settings().bronze_roots()
