@@ -65,7 +65,7 @@ Size = Annotated[int | str, Field(union_mode="left_to_right")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class _SourceBase(_Strict):

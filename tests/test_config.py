@@ -63,10 +63,19 @@ def test_path_globs_match_the_key_below_the_prefix(tmp_path):
 @pytest.mark.parametrize(
     ("source_yaml", "message"),
     [
-        ("{name: orders, type: s3, bucket: landing, colour: blue}", "source 'orders': field 'colour': unknown field"),
+        (
+            "{name: orders, type: s3, bucket: landing, colour: blue}",
+            "source 'orders': field 'colour': unknown field",
+        ),
         ("{name: orders, type: s3}", "source 'orders': field 'bucket': Field required"),
-        ("{name: orders, type: s3, bucket: Bad_Bucket}", "source 'orders': field 'bucket': 'Bad_Bucket' is not"),
-        ("{name: orders, type: s3, bucket: b1b, include: ['[abc']}", "source 'orders': field 'include': glob '[abc'"),
+        (
+            "{name: orders, type: s3, bucket: Bad_Bucket}",
+            "source 'orders': field 'bucket': 'Bad_Bucket' is not",
+        ),
+        (
+            "{name: orders, type: s3, bucket: b1b, include: ['[abc']}",
+            "source 'orders': field 'include': glob '[abc'",
+        ),
         ("{name: orders, type: s3, bucket: b1b, include: ['']}", "source 'orders': field 'include"),
         ("{name: orders, type: s3, bucket: b1b, max_object_size: 10 parsecs}", "'10 parsecs' is not a size"),
         ("{name: orders, type: ftp, bucket: b1b}", "source 'orders': field 'type'"),

@@ -1,0 +1,20 @@
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from ingestion_project.config import default_settings
+from ingestion_project.ingestion.assets import raw_documents
+from ingestion_project.ingestion.jobs import ingest_documents_job
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.ingestion.sensors import document_discovery_sensor
+
+default_settings()  # validate the sources file at load: a bad file fails here, naming the source and field
+
+defs = dg.Definitions(
+    assets=[raw_documents],
+    jobs=[ingest_documents_job],
+    sensors=[document_discovery_sensor],
+    resources={
+        "ingestion": IngestionResource(s3=S3Resource()),
+        "ledger": LedgerResource(),
+    },
+)

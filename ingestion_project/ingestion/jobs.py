@@ -1,0 +1,11 @@
+import dagster as dg
+
+from ingestion_project.ingestion.assets import raw_documents
+from ingestion_project.ingestion.partitions import documents_partitions
+
+ingest_documents_job = dg.define_asset_job(
+    name="ingest_documents",
+    selection=dg.AssetSelection.assets(raw_documents),
+    partitions_def=documents_partitions,
+    description="Ingest the documents of the selected partitions into bronze.",
+)

@@ -1,0 +1,73 @@
+"""Resources of the ingestion domain: the configured sources with their object stores, and the ledger."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
+
+from ingestion_project.config import LocalSourceConfig, Settings, default_settings, load_settings
+from ingestion_project.lib.ledger import Ledger, create_ledger_engine
+from ingestion_project.lib.object_store import LocalObjectStore, ObjectStore, S3ObjectStore
+
+
+class IngestionResource(dg.ConfigurableResource):
+    """The sources file and the stores behind it: each source's landing store and its bronze store.
+
+    S3 is reached through dagster-aws, which leaves endpoint and credentials to the standard AWS environment
+    (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ...), so AWS, MinIO and SeaweedFS need no code change.
+    """
+
+    s3: S3Resource
+    sources_file: str | None = None
+    _client: object = PrivateAttr(default=None)
+
+    def settings(self) -> Settings:
+        return load_settings(self.sources_file) if self.sources_file else default_settings()
+
+    def _s3_client(self):
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
+
+    def source_store(self, source_name: str) -> ObjectStore:
+        source = self.settings().source(source_name)
+        if isinstance(source, LocalSourceConfig):
+            return LocalObjectStore(source.path)
+        return S3ObjectStore(self._s3_client(), source.bucket)
+
+    def bronze_store(self, source_name: str) -> tuple[ObjectStore, str]:
+        """The store bronze for this source lands in, and the key prefix inside it."""
+        settings = self.settings()
+        if isinstance(settings.source(source_name), LocalSourceConfig):
+            return LocalObjectStore(settings.bronze.local_dir), ""
+        return S3ObjectStore(self._s3_client(), settings.bronze.s3.bucket), settings.bronze.s3.prefix.strip("/")
+
+
+LEDGER_URL_ENV = "INGESTION_LEDGER_URL"
+
+
+def default_ledger_url() -> str:
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'ingestion_ledger.sqlite'}"
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """The processed-files ledger: a SQLite file under DAGSTER_HOME unless a SQLAlchemy URL is given.
+
+    The URL comes from ``url`` or else the ``INGESTION_LEDGER_URL`` environment variable, read when the ledger
+    is first used, so a database password never shows in resource config.
+    """
+
+    url: str | None = None
+    _ledger: Ledger | None = PrivateAttr(default=None)
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            url = self.url or os.environ.get(LEDGER_URL_ENV) or default_ledger_url()
+            self._ledger = Ledger(create_ledger_engine(url))
+        return self._ledger
