@@ -1,0 +1,50 @@
+with
+
+source as (
+
+    select * from {{ bronze_relation(source('bronze', 'orders')) }}
+
+),
+
+latest_document_versions as (
+
+    -- A re-uploaded document replaces every row of its earlier versions.
+    select * from source
+    qualify dense_rank() over (
+        partition by _source, _object_key
+        order by _ingested_at desc, _etag desc
+    ) = 1
+
+),
+
+renamed as (
+
+    select
+        trim(cast(order_id as varchar)) as order_id,
+        trim(cast(customer_id as varchar)) as customer_id,
+        cast(order_date as date) as order_date,
+        lower(trim(cast(status as varchar))) as status,
+        cast(amount as decimal(12, 2)) as amount,
+        upper(trim(cast(currency as varchar))) as currency,
+        _source as source,
+        _object_key as object_key,
+        _etag as etag,
+        cast(_ingested_at as timestamp with time zone) as ingested_at,
+        cast(_row_number as bigint) as source_row_number
+
+    from latest_document_versions
+
+),
+
+deduplicated as (
+
+    -- An order present in several current documents: the most recently ingested row wins.
+    select * from renamed
+    qualify row_number() over (
+        partition by order_id
+        order by ingested_at desc, object_key desc, source_row_number desc
+    ) = 1
+
+)
+
+select * from deduplicated

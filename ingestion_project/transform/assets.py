@@ -1,0 +1,55 @@
+"""The warehouse dbt models as Dagster assets downstream of `raw_documents`; dbt tests become checks."""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from pydantic import Field
+
+from ingestion_project.config import bronze_roots
+from ingestion_project.transform.project import dbt_project, ensure_warehouse_dir
+
+RAW_DOCUMENTS = dg.AssetKey("raw_documents")
+BRONZE_SOURCE = "bronze"
+WAREHOUSE_GROUP = "warehouse"
+
+
+class WarehouseTranslator(DagsterDbtTranslator):
+    """Every `bronze` dbt source is the Parquet written by `raw_documents`; every model is in `warehouse`."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["source_name"] == BRONZE_SOURCE:
+            return RAW_DOCUMENTS
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return WAREHOUSE_GROUP
+
+
+class WarehouseBuildConfig(dg.Config):
+    """Run config of a warehouse build."""
+
+    bronze_roots: list[str] | None = Field(
+        default=None, description="Bronze roots to read (URIs or local paths); by default the sources file's."
+    )
+
+
+def dbt_build_args(roots: Sequence[str]) -> list[str]:
+    """The `dbt build` arguments that read bronze from `roots`."""
+    return ["build", "--vars", json.dumps({"bronze_roots": list(roots)})]
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=WarehouseTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
+    ),
+)
+def warehouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: WarehouseBuildConfig):
+    """dbt build of the staging views and marts over every bronze root."""
+    roots = config.bronze_roots if config.bronze_roots is not None else bronze_roots()
+    ensure_warehouse_dir()
+    yield from dbt.cli(dbt_build_args(roots), context=context).stream()

@@ -1,0 +1,50 @@
+"""The dbt project of the warehouse, and where its DuckDB file lives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+WAREHOUSE_PATH_ENV = "INGESTION_WAREHOUSE_PATH"
+# Same default as dbt_project/profiles.yml; relative to the dbt project dir, where dagster-dbt runs dbt.
+DEFAULT_WAREHOUSE_PATH = "../data/warehouse.duckdb"
+
+
+def put_dbt_on_path() -> None:
+    """Make `dbt` findable when the venv is used without being activated (`.venv/bin/dagster dev`).
+
+    dagster-dbt runs whatever `dbt` is on PATH, both for `prepare_if_dev()` and in DbtCliResource; the dbt
+    installed beside this interpreter is the one that matches dagster-dbt, so its folder goes first.
+    """
+    bin_dir = Path(sys.executable).parent
+    if shutil.which("dbt") is None and os.access(bin_dir / "dbt", os.X_OK):
+        os.environ["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+
+
+put_dbt_on_path()
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    # A fresh checkout outside `dagster dev` (tests, `dagster definitions validate`): parse once so the assets
+    # load. Deployments ship the manifest (`dagster-dbt project prepare-and-package`) and skip this.
+    dbt_project.preparer.prepare(dbt_project)
+
+
+def warehouse_path() -> Path | None:
+    """The DuckDB file dbt writes, resolved like dbt does; None for an in-memory or remote database."""
+    value = os.environ.get(WAREHOUSE_PATH_ENV) or DEFAULT_WAREHOUSE_PATH
+    if value == ":memory:" or value.startswith("md:") or "://" in value:
+        return None
+    return (DBT_PROJECT_DIR / value).resolve()
+
+
+def ensure_warehouse_dir() -> None:
+    """Create the folder of the DuckDB file: DuckDB creates the file but not its parent folders."""
+    path = warehouse_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)

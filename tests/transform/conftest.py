@@ -1,0 +1,65 @@
+"""Fixtures for the warehouse: a fresh dbt manifest, bronze written to disk, and dbt builds against it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_dbt import DbtCliResource
+
+from ingestion_project.transform.project import dbt_project
+from tests.transform import bronze_fixture
+
+# The asset definitions are read from the manifest at import: parse first, so they match the models on disk.
+dbt_project.preparer.prepare(dbt_project)
+
+from ingestion_project.transform.assets import WarehouseBuildConfig, warehouse_dbt_assets  # noqa: E402
+
+
+@dataclass(frozen=True)
+class WarehouseBuild:
+    """A finished warehouse build: the Dagster result and the DuckDB file it wrote."""
+
+    result: dg.ExecuteInProcessResult
+    path: Path
+
+    def query(self, sql: str) -> list[tuple]:
+        """Rows of `sql` against the warehouse, read-only."""
+        with duckdb.connect(str(self.path), read_only=True) as connection:
+            return connection.sql(sql).fetchall()
+
+
+def build_warehouse(roots: Sequence[str], path: Path, monkeypatch: pytest.MonkeyPatch) -> WarehouseBuild:
+    """Materialize every dbt asset over `roots` into the DuckDB file at `path`."""
+    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(path))
+    result = dg.materialize(
+        [warehouse_dbt_assets],
+        resources={"dbt": DbtCliResource(project_dir=dbt_project)},
+        run_config=dg.RunConfig({warehouse_dbt_assets.op.name: WarehouseBuildConfig(bronze_roots=list(roots))}),
+    )
+    return WarehouseBuild(result=result, path=path)
+
+
+def write_local_bronze(base: Path) -> list[str]:
+    """Write the fixture bronze under `base` (tables and manifests in one root, text in another)."""
+    roots = {
+        "orders": base / "s3-like" / "bronze",
+        "customers": base / "s3-like" / "bronze",
+        "notes": base / "local",
+    }
+    files = bronze_fixture.bronze_files({source: str(root) for source, root in roots.items()})
+    for root, tables in files.items():
+        bronze_fixture.write_local(tables, Path(root))
+    return list(files)
+
+
+@pytest.fixture(scope="module")
+def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> WarehouseBuild:
+    """One dbt build over the fixture bronze, shared by the tests that only read the marts."""
+    base = tmp_path_factory.mktemp("warehouse")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return build_warehouse(write_local_bronze(base / "bronze"), base / "warehouse.duckdb", monkeypatch)
