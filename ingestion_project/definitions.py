@@ -1,5 +1,6 @@
 import dagster as dg
 
-from ingestion_project.ingestion.definitions import defs as ingestion_defs
+from ingestion_project.ingestion import definitions as ingestion
+from ingestion_project.transform import definitions as transform
 
-defs = dg.Definitions.merge(ingestion_defs)
+defs = dg.Definitions.merge(ingestion.defs, transform.defs)

@@ -39,9 +39,7 @@ class ParsedDocument:
         return self.table.num_rows
 
 
-def parse_document(
-    data: bytes, key: str, content_type: str | None, *, max_decompressed_bytes: int
-) -> ParsedDocument:
+def parse_document(data: bytes, key: str, content_type: str | None, *, max_decompressed_bytes: int) -> ParsedDocument:
     """Detect the format of a document and parse it, validating it on the way.
 
     gzip content is decompressed first (refusing to produce more than max_decompressed_bytes), and a `.gz`
@@ -60,9 +58,7 @@ def parse_document(
     # Detection saw only the head; a NUL further on still means this is not text.
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise UnsupportedFormatError(
-            f"binary content (NUL byte at byte offset {nul}) in a {document_format} document"
-        )
+        raise UnsupportedFormatError(f"binary content (NUL byte at byte offset {nul}) in a {document_format} document")
     text = decode_utf8(data)
     body = data.removeprefix(codecs.BOM_UTF8)
     match document_format:

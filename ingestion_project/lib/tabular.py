@@ -52,9 +52,7 @@ def read_delimited(body: bytes, text: str, *, delimiter: str, label: str) -> pa.
         invalid_rows.append(row)
         return "error"
 
-    parse_options = pacsv.ParseOptions(
-        delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row
-    )
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row)
     # One block for the whole document, so column types are inferred from every value rather than the first
     # block's, which would fail on a later block that does not fit.
     read_options = pacsv.ReadOptions(use_threads=False, block_size=min(len(body) + 1, _MAX_BLOCK_SIZE))
@@ -74,8 +72,7 @@ def _ragged_row_error(row: pacsv.InvalidRow, text: str, label: str) -> Validatio
     preview = row.text[:_PREVIEW_CHARS] + ("…" if len(row.text) > _PREVIEW_CHARS else "")
     where = f"line {_line_of_row(text, row.number, row.text)}" if row.number and row.number > 0 else "a row"
     return ValidationError(
-        f"{label} {where} has {row.actual_columns} fields but the header has {row.expected_columns}: "
-        f"{preview!r}"
+        f"{label} {where} has {row.actual_columns} fields but the header has {row.expected_columns}: {preview!r}"
     )
 
 
@@ -100,16 +97,12 @@ def read_json(text: str) -> pa.Table:
     if isinstance(document, dict):
         return records_to_table([document], "JSON")
     if not isinstance(document, list):
-        raise ValidationError(
-            f"JSON document is {_kind(document)}; expected an object or an array of objects"
-        )
+        raise ValidationError(f"JSON document is {_kind(document)}; expected an object or an array of objects")
     if not document:
         raise ValidationError("JSON array is empty: no records")
     for number, item in enumerate(document, start=1):
         if not isinstance(item, dict):
-            raise ValidationError(
-                f"JSON array element {number} is {_kind(item)}; the array must hold objects only"
-            )
+            raise ValidationError(f"JSON array element {number} is {_kind(item)}; the array must hold objects only")
     return records_to_table(document, "JSON")
 
 
@@ -162,9 +155,7 @@ def _column(values: list[Any]) -> pa.Array:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         # Mixed types, or an integer beyond int64: keep every value, as its JSON text.
-        return pa.array(
-            [v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string()
-        )
+        return pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
     # An all-null column has no type to write; string keeps bronze schemas readable by DuckDB.
     return array.cast(pa.string()) if pa.types.is_null(array.type) else array
 
@@ -181,9 +172,7 @@ def read_parquet(data: bytes) -> pa.Table:
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as e:
-        raise ValidationError(
-            f"not a valid Parquet file ({len(data):,} bytes; truncated or corrupt?): {e}"
-        ) from e
+        raise ValidationError(f"not a valid Parquet file ({len(data):,} bytes; truncated or corrupt?): {e}") from e
     check_columns(table.column_names, "Parquet")
     if table.num_rows == 0:
         raise ValidationError("Parquet file has no rows")

@@ -91,9 +91,7 @@ def test_csv_header_starting_with_par1_is_not_parquet():
 
 
 def test_binary_named_csv_is_unsupported_and_names_nul_bytes():
-    with pytest.raises(
-        UnsupportedFormatError, match=r"^binary content \(NUL bytes\) in a document named \.csv$"
-    ):
+    with pytest.raises(UnsupportedFormatError, match=r"^binary content \(NUL bytes\) in a document named \.csv$"):
         detect_format("data.csv", "text/csv", b"id,name\n1,\x00\x01\x02\n")
 
 
@@ -107,9 +105,7 @@ def test_binary_named_csv_is_unsupported_and_names_nul_bytes():
     ],
 )
 def test_known_binary_signatures_are_unsupported(head, name):
-    with pytest.raises(
-        UnsupportedFormatError, match=rf"binary content \({name} signature\) in a document named \.txt"
-    ):
+    with pytest.raises(UnsupportedFormatError, match=rf"binary content \({name} signature\) in a document named \.txt"):
         detect_format("report.txt", "text/plain", head)
 
 
@@ -119,9 +115,7 @@ def test_binary_signature_rejected_even_with_parquet_extension():
 
 
 def test_high_ratio_of_control_bytes_is_unsupported():
-    with pytest.raises(
-        UnsupportedFormatError, match=r"binary content \(\d+% control bytes\) in a document without"
-    ):
+    with pytest.raises(UnsupportedFormatError, match=r"binary content \(\d+% control bytes\) in a document without"):
         detect_format("blob", None, b"ab\x01\x02\x03\x04cd\x05\x06")
 
 

@@ -71,9 +71,7 @@ def test_header_only_csv_is_rejected():
 
 def test_ragged_csv_names_the_line():
     data = b"id,name,score\n1,alice,3\n\n2,bob\n3,carol,4\n"
-    with pytest.raises(
-        ValidationError, match=r"CSV line 4 has 2 fields but the header has 3: '2,bob'"
-    ) as info:
+    with pytest.raises(ValidationError, match=r"CSV line 4 has 2 fields but the header has 3: '2,bob'") as info:
         parse(data, "a.csv")
     assert isinstance(info.value.__cause__, pa.ArrowInvalid)
 
@@ -93,9 +91,7 @@ def test_csv_duplicate_column_name_is_rejected():
         parse(b"id,name,ID\n1,a,2\n", "a.csv")
 
 
-@pytest.mark.parametrize(
-    "column", ["_source", "_object_key", "_etag", "_sha256", "_ingested_at", "_row_number"]
-)
+@pytest.mark.parametrize("column", ["_source", "_object_key", "_etag", "_sha256", "_ingested_at", "_row_number"])
 def test_csv_column_named_like_a_lineage_column_is_rejected(column):
     data = f"id,{column}\n1,x\n".encode()
     with pytest.raises(ValidationError, match=f"column 2 is named '{column}', which is reserved"):
@@ -159,9 +155,7 @@ def test_json_scalar_document_is_rejected():
 
 
 def test_json_array_with_a_non_object_names_the_element():
-    with pytest.raises(
-        ValidationError, match="JSON array element 2 is a string; the array must hold objects only"
-    ):
+    with pytest.raises(ValidationError, match="JSON array element 2 is a string; the array must hold objects only"):
         parse(b'[{"a": 1}, "b"]', "a.json")
 
 
@@ -243,9 +237,7 @@ def test_utf8_bom_is_stripped():
     assert parsed.table.column_names == ["id", "name"]
 
 
-@pytest.mark.parametrize(
-    ("bom", "codec"), [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")]
-)
+@pytest.mark.parametrize(("bom", "codec"), [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")])
 def test_utf16_with_bom_is_transcoded_and_parsed(bom, codec):
     parsed = parse(bom + "id,name\n1,zoë\n".encode(codec), "a.csv")
     assert parsed.table.to_pylist() == [{"id": 1, "name": "zoë"}]
@@ -287,9 +279,7 @@ def test_corrupt_gzip_is_rejected():
 
 
 def test_binary_named_csv_is_unsupported():
-    with pytest.raises(
-        UnsupportedFormatError, match=r"binary content \(NUL bytes\) in a document named \.csv"
-    ):
+    with pytest.raises(UnsupportedFormatError, match=r"binary content \(NUL bytes\) in a document named \.csv"):
         parse(b"\x00\x01\x02\x03" * 64, "a.csv", "text/csv")
 
 

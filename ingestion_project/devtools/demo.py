@@ -1,0 +1,167 @@
+"""`make demo`: one full pass without the UI, then a summary.
+
+A fresh local S3 server gets the sample documents; one tick of the discovery sensor, the ingestion runs it
+requests, one tick of the warehouse sensor and the dbt build it requests all run in this process against a
+throw-away Dagster instance, exactly as the daemon would run them. Exits non-zero if anything unexpected happened:
+a good sample that failed, a broken one that did not, a failed dbt build or test, empty marts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import duckdb
+
+from ingestion_project.devtools.local_s3 import LocalS3Server
+from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
+
+WORK_DIR = Path(__file__).resolve().parents[2] / ".local" / "demo"
+# The summary is the demo's output; run logs below warnings stay in the instance, as in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class PassReport:
+    """What one pass did: the runs it launched and how they ended."""
+
+    requested: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    skip_reason: str | None = None
+    warehouse_ran: bool = False
+    warehouse_succeeded: bool = False
+    checks: dict[str, bool] = field(default_factory=dict)
+
+
+def _tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None):
+    with dg.build_sensor_context(
+        instance=instance, resources=defs.resources, cursor=cursor, sensor_name=name
+    ) as context:
+        return defs.get_sensor_def(name)(context)
+
+
+def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
+    """One discovery tick → its ingestion runs → one warehouse tick → its dbt build, in this process."""
+    report = PassReport()
+    found = _tick(defs, "document_discovery_sensor", instance)
+    if isinstance(found, dg.SkipReason):
+        report.skip_reason = found.skip_message
+        return report
+    for request in found.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    ingest = defs.get_job_def("ingest_documents")
+    for request in found.run_requests:
+        report.requested.append(request.partition_key)
+        result = ingest.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failure = result.failure_data_for_node("raw_documents")
+            report.failures[request.partition_key] = (
+                failure.user_failure_data.description if failure and failure.user_failure_data else "run failed"
+            )
+    build = _tick(defs, "warehouse_after_ingestion_sensor", instance)
+    for request in getattr(build, "run_requests", None) or []:
+        result = defs.get_job_def(request.job_name or "build_warehouse").execute_in_process(
+            instance=instance, tags=request.tags, run_config=QUIET, raise_on_error=False
+        )
+        report.warehouse_ran = True
+        report.warehouse_succeeded = result.success
+        for evaluation in result.get_asset_check_evaluations():
+            report.checks[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation.passed
+    return report
+
+
+def _table(rows: list[tuple], headers: tuple[str, ...]) -> str:
+    cells = [tuple("" if v is None else str(v) for v in row) for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(
+        [line.format(*headers), line.format(*("-" * w for w in widths)), *(line.format(*r) for r in cells)]
+    )
+
+
+def summarize(report: PassReport, ledger_rows: list[dict], warehouse: Path) -> list[str]:
+    """Print the summary and return the list of unexpected things (empty when all went as expected)."""
+    problems = []
+    docs = [
+        (
+            r["source"],
+            r["object_key"],
+            r["status"],
+            r["records_ingested"],
+            f"{r['error_type']}: {r['error_message']}"[:100] if r["error_type"] else "",
+        )
+        for r in ledger_rows
+    ]
+    print("\nDocuments\n" + _table(docs, ("source", "key", "status", "records", "error")))
+    for _, key, status, _, error in docs:
+        broken = "broken" in key
+        if broken and status != "FAILED":
+            problems.append(f"{key} is broken but ended {status}")
+        if not broken and status != "SUCCESS":
+            problems.append(f"{key} should have succeeded but ended {status}: {error}")
+    if not ledger_rows:
+        problems.append(f"nothing was discovered: {report.skip_reason}")
+    if not report.warehouse_ran:
+        problems.append("the warehouse build was not requested after documents landed")
+    elif not report.warehouse_succeeded:
+        problems.append("the warehouse build failed")
+    failed_checks = sorted(name for name, passed in report.checks.items() if not passed)
+    print(f"\ndbt tests as asset checks: {len(report.checks) - len(failed_checks)} passed, {len(failed_checks)} failed")
+    problems += [f"dbt test failed: {name}" for name in failed_checks]
+    if warehouse.exists():
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            for title, query in [
+                ("Daily ingestion", "select * from main.fct_daily_ingestion order by 1, 2"),
+                ("Daily revenue", "select * from main.fct_daily_revenue order by 1"),
+            ]:
+                result = con.execute(query)
+                rows = result.fetchall()
+                print(f"\n{title}\n" + _table(rows, tuple(c[0] for c in result.description)))
+                if not rows:
+                    problems.append(f"{title.lower()} mart is empty")
+    print(f"\nWarehouse: {warehouse}")
+    return problems
+
+
+def main() -> int:
+    shutil.rmtree(WORK_DIR, ignore_errors=True)
+    WORK_DIR.mkdir(parents=True)
+    warehouse = WORK_DIR / "warehouse.duckdb"
+    os.environ.update(
+        INGESTION_LEDGER_URL=f"sqlite:///{WORK_DIR / 'ledger.sqlite'}",
+        INGESTION_WAREHOUSE_PATH=str(warehouse),
+        DO_NOT_TRACK="1",
+    )
+    with LocalS3Server(WORK_DIR / "s3") as server:
+        os.environ.update(server.env())
+        uploaded = seed(boto3.client("s3"), DEFAULT_SAMPLES_DIR)
+        print(f"Local S3 at {server.endpoint_url}: uploaded {len(uploaded)} sample documents")
+        from ingestion_project.definitions import defs
+        from ingestion_project.ingestion.resources import LedgerResource
+
+        home = WORK_DIR / "dagster"
+        home.mkdir()
+        with dg.DagsterInstance.local_temp(tempdir=str(home), overrides={"telemetry": {"enabled": False}}) as instance:
+            report = run_pass(defs, instance)
+        ledger_rows = LedgerResource().ledger().versions()
+        problems = summarize(report, ledger_rows, warehouse)
+    if problems:
+        print("\nUnexpected:\n" + "\n".join(f"- {p}" for p in problems))
+        return 1
+    print("\nDemo pass complete: everything went as expected.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+import dagster as dg
+
+from ingestion_project.definitions import defs
+
+
+def test_definitions_load_with_both_domains():
+    repo = defs.get_repository_def()
+    assert {job.name for job in repo.get_all_jobs()} >= {"ingest_documents", "build_warehouse"}
+    assert {s.name for s in repo.sensor_defs} == {"document_discovery_sensor", "warehouse_after_ingestion_sensor"}
+
+
+def test_sensors_start_running_by_default():
+    for name in ("document_discovery_sensor", "warehouse_after_ingestion_sensor"):
+        assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_marts_sit_downstream_of_raw_documents():
+    graph = defs.resolve_asset_graph()
+    downstream = graph.get(dg.AssetKey("raw_documents")).child_keys
+    assert {key.to_user_string() for key in downstream} == {
+        "stg_bronze__documents",
+        "stg_bronze__orders",
+        "stg_bronze__customers",
+        "stg_bronze__text_chunks",
+    }
+    assert dg.AssetKey("fct_daily_revenue") in graph.get_all_asset_keys()
+
+
+def test_dbt_tests_are_asset_checks():
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert "unique_fct_document_versions_document_version_id" in checks
+    assert any(name.startswith("relationships_fct_orders_customer_id") for name in checks)
