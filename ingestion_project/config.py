@@ -68,12 +68,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class RetryLimits(_Strict):
+    """How often, and how patiently, one failure class is retried: exponential backoff with jitter, capped."""
+
+    max_retries: int = Field(ge=0, le=20)
+    delay_seconds: float = Field(gt=0, le=3600)
+    max_delay_seconds: float = Field(gt=0, le=3600)
+
+
+class RetryConfig(_Strict):
+    # Validation failures (the document's own fault) are never retried, so they have no entry here.
+    transient: RetryLimits = RetryLimits(max_retries=4, delay_seconds=2, max_delay_seconds=60)
+    external: RetryLimits = RetryLimits(max_retries=2, delay_seconds=5, max_delay_seconds=30)
+
+
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     include: tuple[Glob, ...] = ("*",)
     exclude: tuple[Glob, ...] = ()
     max_object_size: Size = "100MiB"
     max_decompressed_size: Size = "500MiB"
+    retries: RetryConfig = RetryConfig()
+    max_replays: int = Field(default=3, ge=0, le=100)
 
     @field_validator("include", "exclude")
     @classmethod
@@ -164,8 +180,18 @@ class BronzeConfig(_Strict):
     local_dir: Path | None = None
 
 
+class DeadLetterConfig(_Strict):
+    """Where dead-letter records go: an S3 bucket/prefix (default: the bronze bucket, ``dlq``) and a folder."""
+
+    s3: S3BronzeConfig | None = None
+    local_dir: Path | None = None
+
+
 class Settings(_Strict):
     bronze: BronzeConfig = BronzeConfig()
+    dead_letter: DeadLetterConfig = DeadLetterConfig()
+    # A document PROCESSING for longer than this is taken for lost (its worker died) and requeued.
+    processing_timeout_seconds: int = Field(default=900, ge=1)
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -186,6 +212,12 @@ class Settings(_Strict):
             if source.name == name:
                 return source
         raise KeyError(f"no source named {name!r} in the sources file")
+
+    def dead_letter_s3(self) -> S3BronzeConfig:
+        return self.dead_letter.s3 or S3BronzeConfig(bucket=self.bronze.s3.bucket, prefix="dlq")
+
+    def dead_letter_dir(self) -> Path:
+        return self.dead_letter.local_dir or self.bronze.local_dir.parent / "dlq"
 
     def bronze_roots(self) -> list[str]:
         """Every bronze root in use, as the URIs/paths dbt reads."""
@@ -223,9 +255,10 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
     def resolve(value: object) -> object:
         return str((base / str(value)).resolve()) if value is not None else value
 
-    bronze = raw.get("bronze")
-    if isinstance(bronze, dict) and "local_dir" in bronze:
-        bronze["local_dir"] = resolve(bronze["local_dir"])
+    for section in ("bronze", "dead_letter"):
+        block = raw.get(section)
+        if isinstance(block, dict) and "local_dir" in block:
+            block["local_dir"] = resolve(block["local_dir"])
     for source in raw.get("sources") or []:
         if isinstance(source, dict) and "path" in source:
             source["path"] = resolve(source["path"])

@@ -5,7 +5,11 @@ from ingestion_project.definitions import defs
 
 def test_definitions_load_with_both_domains():
     repo = defs.get_repository_def()
-    assert {job.name for job in repo.get_all_jobs()} >= {"ingest_documents", "build_warehouse"}
+    assert {job.name for job in repo.get_all_jobs()} >= {
+        "ingest_documents",
+        "build_warehouse",
+        "replay_dead_letters_job",
+    }
     assert {s.name for s in repo.sensor_defs} == {"document_discovery_sensor", "warehouse_after_ingestion_sensor"}
 
 
@@ -22,6 +26,7 @@ def test_marts_sit_downstream_of_raw_documents():
         "stg_bronze__orders",
         "stg_bronze__customers",
         "stg_bronze__text_chunks",
+        "ingestion_ledger",
     }
     assert dg.AssetKey("fct_daily_revenue") in graph.get_all_asset_keys()
 
@@ -30,3 +35,9 @@ def test_dbt_tests_are_asset_checks():
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert "unique_fct_document_versions_document_version_id" in checks
     assert any(name.startswith("relationships_fct_orders_customer_id") for name in checks)
+
+
+def test_sensor_launched_ingestion_runs_carry_the_dead_letter_hook():
+    job = defs.get_job_def("ingest_documents")
+    assert "dead_letter_hook" in {hook.name for hook in job.hook_defs}
+    assert defs.get_sensor_def("document_discovery_sensor").job_name == "ingest_documents"

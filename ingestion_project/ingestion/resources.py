@@ -46,6 +46,14 @@ class IngestionResource(dg.ConfigurableResource):
             return LocalObjectStore(settings.bronze.local_dir), ""
         return S3ObjectStore(self._s3_client(), settings.bronze.s3.bucket), settings.bronze.s3.prefix.strip("/")
 
+    def dead_letter_store(self, source_name: str) -> tuple[ObjectStore, str]:
+        """The store dead-letter records of this source go to, and the key prefix inside it."""
+        settings = self.settings()
+        if isinstance(settings.source(source_name), LocalSourceConfig):
+            return LocalObjectStore(settings.dead_letter_dir()), ""
+        target = settings.dead_letter_s3()
+        return S3ObjectStore(self._s3_client(), target.bucket), target.prefix.strip("/")
+
 
 LEDGER_URL_ENV = "INGESTION_LEDGER_URL"
 

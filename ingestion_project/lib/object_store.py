@@ -55,6 +55,7 @@ class ObjectStore(Protocol):
     def head(self, key: str) -> ObjectInfo: ...
     def read(self, key: str, *, etag: str, max_bytes: int) -> bytes: ...
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str: ...
+    def move(self, key: str, new_key: str) -> str: ...
     def uri(self, key: str) -> str: ...
 
 
@@ -126,6 +127,15 @@ class S3ObjectStore:
         except (ClientError, BotoCoreError) as e:
             raise classify_s3_error(e, f"PUT {self.uri(key)}") from e
         return self.uri(key)
+
+    def move(self, key: str, new_key: str) -> str:
+        """Move one of the platform's own objects (dead-letter records); never used on source documents."""
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=new_key, CopySource={"Bucket": self.bucket, "Key": key})
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as e:
+            raise classify_s3_error(e, f"moving {self.uri(key)}") from e
+        return self.uri(new_key)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -201,6 +211,13 @@ class LocalObjectStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return str(path)
+
+    def move(self, key: str, new_key: str) -> str:
+        """Move one of the platform's own files (dead-letter records); never used on source documents."""
+        target = self._path(new_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(key), target)
+        return str(target)
 
     def uri(self, key: str) -> str:
         return str(self.root / key)

@@ -4,8 +4,9 @@ from ingestion_project.transform.assets import warehouse_dbt_assets
 
 build_warehouse = dg.define_asset_job(
     name="build_warehouse",
-    selection=dg.AssetSelection.assets(warehouse_dbt_assets),
-    description="dbt build of the warehouse (staging views, marts, tests) over every bronze root.",
+    # The ledger snapshot first (dbt's `ledger` sources), then dbt build.
+    selection=dg.AssetSelection.assets("ingestion_ledger") | dg.AssetSelection.assets(warehouse_dbt_assets),
+    description="Snapshot the ledger, then dbt build of the warehouse (staging views, marts, tests).",
     # dagster_home/dagster.yaml limits this tag to one run at a time: DuckDB allows a single writer.
     tags={"ingestion/warehouse": "dbt"},
 )

@@ -9,6 +9,7 @@ from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
 
+FORCE = {"ops": {"raw_documents": {"config": {"force": True}}}}
 ORDERS = "order_id,customer_id,amount\nORD-1,C1,10.50\nORD-2,C2,3.25\n"
 
 
@@ -87,7 +88,11 @@ def test_bronze_location_is_deterministic_and_inside_its_root(inbox, resources):
     with dg.DagsterInstance.ephemeral() as instance:
         first = materialize(resources, instance, [pk("..hidden/x.csv")])
         second = dg.materialize(
-            [raw_documents], resources=resources, instance=instance, partition_key=pk("..hidden/x.csv")
+            [raw_documents],
+            resources=resources,
+            instance=instance,
+            partition_key=pk("..hidden/x.csv"),
+            run_config=FORCE,
         )
     paths = [
         r.asset_materializations_for_node("raw_documents")[0].metadata["bronze_path"].value for r in (first, second)
@@ -149,3 +154,15 @@ def test_local_keys_cannot_escape_the_source_folder(inbox, resources):
         result = materialize(resources, instance, [pk("../secret.csv")])
     assert "does not name a file inside" in result.failure_data_for_node("raw_documents").user_failure_data.description
     assert LocalObjectStore(inbox).uri("x") == str(inbox.resolve() / "x")
+
+
+def test_an_ingested_version_is_not_processed_twice(inbox, resources, ledger_resource):
+    (inbox / "a.csv").write_text(ORDERS)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = materialize(resources, instance, [pk("a.csv")])
+        again = dg.materialize([raw_documents], resources=resources, instance=instance, partition_key=pk("a.csv"))
+    assert first.success and again.success
+    assert len(first.asset_materializations_for_node("raw_documents")) == 1
+    assert again.asset_materializations_for_node("raw_documents") == []
+    [row] = ledger_resource.ledger().versions()
+    assert (row["status"], row["run_id"]) == ("SUCCESS", first.run_id)

@@ -1,0 +1,119 @@
+"""ingestion_ledger: the processed-files ledger and the dead-letter queue, snapshotted into the warehouse.
+
+dbt reads the snapshot (sources ``ledger.processed_files`` and ``ledger.dead_letters``) for the failure and
+backlog marts; the asset checks here hold the ledger to its promises on every build.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+
+from ingestion_project.ingestion.resources import LedgerResource
+from ingestion_project.lib.ledger import IN_FLIGHT, Ledger, Status, dead_letters, processed_files
+from ingestion_project.transform.project import ensure_warehouse_dir, warehouse_path
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def _arrow_type(column: sa.Column) -> pa.DataType:
+    if isinstance(column.type, sa.Integer):
+        return pa.int64()
+    if isinstance(column.type, sa.Boolean):
+        return pa.bool_()
+    if "DateTime" in type(column.type).__name__ or isinstance(column.type, sa.DateTime):
+        return _TIMESTAMP
+    return pa.string()
+
+
+def snapshot_table(table: sa.Table, rows: list[dict], snapshot_at: datetime, **extra: tuple) -> pa.Table:
+    """The rows as Arrow, typed from the SQLAlchemy table (so an empty snapshot still has its columns)."""
+    fields = [pa.field(c.name, _arrow_type(c)) for c in table.columns]
+    fields += [pa.field(name, kind) for name, (kind, _) in extra.items()] + [pa.field("snapshot_at", _TIMESTAMP)]
+    for row in rows:
+        row.update({name: derive(row) for name, (_, derive) in extra.items()}, snapshot_at=snapshot_at)
+    return pa.Table.from_pylist(rows, schema=pa.schema(fields))
+
+
+def conservation(book: Ledger) -> dict[str, dict[str, int]]:
+    """Per source: discovered, and how many are in each end state or in flight."""
+    figures: dict[str, dict[str, int]] = {}
+    for (source, status), count in book.status_counts().items():
+        entry = figures.setdefault(source, dict.fromkeys(["discovered", *map(str.lower, Status)], 0))
+        entry["discovered"] += count
+        entry[status.lower()] += count
+    for entry in figures.values():
+        entry["in_flight"] = sum(entry.pop(status.lower()) for status in IN_FLIGHT)
+    return figures
+
+
+@dg.asset(
+    group_name="ingestion",
+    kinds={"sqlite", "duckdb"},
+    owners=["team:data-platform"],
+    deps=["raw_documents"],
+)
+def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
+    """The processed-files ledger and the dead-letter queue, snapshotted into the warehouse for dbt."""
+    book = ledger.ledger()
+    now = datetime.now(UTC)
+    files = snapshot_table(processed_files, book.versions(), now)
+    letters = snapshot_table(
+        dead_letters, book.dead_letter_rows(), now, is_resolved=(pa.bool_(), lambda r: r["state"] == "resolved")
+    )
+    ensure_warehouse_dir()
+    with duckdb.connect(str(warehouse_path())) as con:
+        con.execute("create schema if not exists ledger")
+        for name, table in (("processed_files", files), ("dead_letters", letters)):
+            con.register("snapshot", table)
+            con.execute(f"create or replace table ledger.{name} as select * from snapshot")
+            con.unregister("snapshot")
+    figures = conservation(book)
+    return dg.MaterializeResult(
+        metadata={
+            "versions": dg.MetadataValue.int(files.num_rows),
+            "dead_letters": dg.MetadataValue.int(letters.num_rows),
+            "open_dead_letters": dg.MetadataValue.int(sum(r == "open" for r in letters.column("state").to_pylist())),
+            "by_source": dg.MetadataValue.json(figures),
+        }
+    )
+
+
+@dg.asset_check(asset=ingestion_ledger, description="Every discovered version is in exactly one state, per source.")
+def ledger_is_conserved(ledger: LedgerResource) -> dg.AssetCheckResult:
+    book = ledger.ledger()
+    figures = conservation(book)
+    unbalanced = {
+        source: f
+        for source, f in figures.items()
+        if f["discovered"] != f["success"] + f["failed"] + f["skipped"] + f["quarantined"] + f["in_flight"]
+    }
+    versions = book.versions()
+    duplicates = len(versions) - len({(r["source"], r["bucket"], r["object_key"], r["etag"]) for r in versions})
+    return dg.AssetCheckResult(
+        passed=not unbalanced and duplicates == 0,
+        metadata={"by_source": dg.MetadataValue.json(figures), "duplicate_versions": duplicates},
+    )
+
+
+@dg.asset_check(
+    asset=ingestion_ledger, description="Every FAILED version has an open dead-letter record (nothing lost silently)."
+)
+def failed_documents_are_dead_lettered(ledger: LedgerResource) -> dg.AssetCheckResult:
+    book = ledger.ledger()
+    open_letters = {
+        (r["source"], r["bucket"], r["object_key"], r["etag"]) for r in book.dead_letter_rows() if r["state"] == "open"
+    }
+    missing = [
+        r["partition_key"]
+        for r in book.versions()
+        if r["status"] == Status.FAILED and (r["source"], r["bucket"], r["object_key"], r["etag"]) not in open_letters
+    ]
+    return dg.AssetCheckResult(
+        passed=not missing,
+        # A failure whose step is still retrying has no record yet: warn rather than fail the build.
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"failed_without_dead_letter": dg.MetadataValue.json(missing[:50]), "count": len(missing)},
+    )

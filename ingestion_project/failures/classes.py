@@ -1,0 +1,53 @@
+"""Failure classes and their retry policies.
+
+transient (timeouts, throttling, 5xx): exponential backoff with jitter, capped; external (the object vanished,
+access denied): a few retries; validation (the document's own fault) and unexpected errors: no retry, straight
+to the dead-letter queue. Limits are per source (``retries:`` in the sources file).
+"""
+
+import dagster as dg
+
+from ingestion_project.config import RetryConfig, RetryLimits
+from ingestion_project.lib.errors import ExternalError, TransientError, ValidationError
+
+VALIDATION = "validation"
+TRANSIENT = "transient"
+EXTERNAL = "external"
+UNEXPECTED = "unexpected"
+
+
+def retry_policy(limits: RetryLimits) -> dg.RetryPolicy:
+    return dg.RetryPolicy(
+        max_retries=limits.max_retries,
+        delay=limits.delay_seconds,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+TRANSIENT_RETRY = retry_policy(RetryConfig().transient)
+EXTERNAL_RETRY = retry_policy(RetryConfig().external)
+
+
+def error_class(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return VALIDATION
+    if isinstance(error, TransientError):
+        return TRANSIENT
+    if isinstance(error, ExternalError):
+        return EXTERNAL
+    return UNEXPECTED
+
+
+def limits_for(retries: RetryConfig, failure_class: str) -> RetryLimits | None:
+    """The retry limits of a failure class, or None when that class is never retried."""
+    return {TRANSIENT: retries.transient, EXTERNAL: retries.external}.get(failure_class)
+
+
+def next_delay(limits: RetryLimits, retry_number: int) -> float:
+    """Seconds before retry ``retry_number + 1``: Dagster's exponential backoff with jitter, capped.
+
+    dg.RetryPolicy has no maximum delay, so the policy computes the delay and the cap is applied here.
+    """
+    delay = retry_policy(limits).calculate_delay(retry_number + 1)
+    return round(min(limits.max_delay_seconds, max(0.0, delay)), 3)

@@ -1,0 +1,61 @@
+"""Replay of the dead-letter queue: a job launchable from the UI, and an hourly schedule (off by default).
+
+The job does not ingest anything itself: it returns each replayable version to DISCOVERED in the ledger, and the
+discovery sensor requests a run for it on its next tick (run key ``<partition>@<etag>#<retry>``), so a replay goes
+through the same job, retries and dead-letter hook as any ingestion. Versions out of replays are quarantined.
+"""
+
+import dagster as dg
+
+from ingestion_project.failures.dead_letters import QUARANTINED, close_records
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.lib.ledger.store import VERSION_FIELDS
+
+
+class ReplayConfig(dg.Config):
+    source: str | None = None
+    """Only this source's dead letters (all sources when empty)."""
+    limit: int = 500
+    """At most this many dead letters per run."""
+
+
+@dg.op
+def replay_dead_letters(
+    context: dg.OpExecutionContext, config: ReplayConfig, ingestion: IngestionResource, ledger: LedgerResource
+) -> dg.Output[dict]:
+    """Request a replay of every open dead letter with retries left; quarantine the rest."""
+    book = ledger.ledger()
+    outcome: dict[str, list[str]] = {"requested": [], "quarantined": [], "in_flight": []}
+    for letter in book.open_dead_letters(config.limit, config.source):
+        version = {name: letter[name] for name in VERSION_FIELDS}
+        if letter["retry_count"] >= letter["max_retries"]:
+            close_records(*ingestion.dead_letter_store(letter["source"]), book, version, QUARANTINED)
+            book.quarantine(version)
+            outcome["quarantined"].append(letter["partition_key"])
+        elif book.request_replay(version):
+            outcome["requested"].append(letter["partition_key"])
+        else:
+            outcome["in_flight"].append(letter["partition_key"])
+    context.log.info(", ".join(f"{name}: {len(keys)}" for name, keys in outcome.items()))
+    return dg.Output(
+        outcome,
+        metadata={
+            "requested": dg.MetadataValue.int(len(outcome["requested"])),
+            "quarantined": dg.MetadataValue.int(len(outcome["quarantined"])),
+            "still_in_flight": dg.MetadataValue.int(len(outcome["in_flight"])),
+            "documents": dg.MetadataValue.json(outcome),
+        },
+    )
+
+
+@dg.job(description="Re-ingest dead-lettered documents with replays left; quarantine those without.")
+def replay_dead_letters_job():
+    replay_dead_letters()
+
+
+replay_dead_letters_schedule = dg.ScheduleDefinition(
+    job=replay_dead_letters_job,
+    cron_schedule="0 * * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Hourly replay of the dead-letter queue (turn on in Automation).",
+)

@@ -1,0 +1,96 @@
+"""Tables of the processed-files ledger. Alembic migrations (``migrations/``) create and evolve them."""
+
+from datetime import UTC
+from enum import StrEnum
+
+import sqlalchemy as sa
+
+
+class UtcDateTime(sa.TypeDecorator):
+    """Timestamps in UTC on every dialect: SQLite has no time zones, so store naive UTC and hand back aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+metadata = sa.MetaData()
+# On PostgreSQL the ledger lives in its own schema of the server dagster-postgres uses (schema_translate_map).
+POSTGRES_SCHEMA = "ingestion"
+
+
+class Status(StrEnum):
+    DISCOVERED = "DISCOVERED"
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    QUARANTINED = "QUARANTINED"
+
+
+IN_FLIGHT = (Status.DISCOVERED, Status.PROCESSING)
+
+processed_files = sa.Table(
+    "processed_files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("object_key", sa.Text, nullable=False),
+    sa.Column("etag", sa.String(255), nullable=False),
+    sa.Column("partition_key", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("modified_at", UtcDateTime()),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("discovered_at", UtcDateTime(), nullable=False),
+    sa.Column("requested_at", UtcDateTime()),
+    sa.Column("processing_started_at", UtcDateTime()),
+    sa.Column("processed_at", UtcDateTime()),
+    sa.Column("records_ingested", sa.BigInteger),
+    sa.Column("bytes_read", sa.BigInteger),
+    sa.Column("duration_ms", sa.BigInteger),
+    sa.Column("error_class", sa.String(16)),
+    sa.Column("error_type", sa.String(128)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("retry_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.String(64)),
+    sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_processed_files_version"),
+    sa.Index("ix_processed_files_source_key", "source", "bucket", "object_key"),
+    sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
+    sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
+    sa.Index("ix_processed_files_source_status", "source", "status"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("dlq_key", sa.Text, primary_key=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("object_key", sa.Text, nullable=False),
+    sa.Column("etag", sa.String(255), nullable=False),
+    sa.Column("partition_key", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("content_type", sa.String(255)),
+    sa.Column("error_class", sa.String(16), nullable=False),
+    sa.Column("error_type", sa.String(128), nullable=False),
+    sa.Column("error_message", sa.Text, nullable=False),
+    sa.Column("failed_at", UtcDateTime(), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("retry_count", sa.Integer, nullable=False),
+    sa.Column("max_retries", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # open, resolved, quarantined
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Index("ix_dead_letters_state", "state"),
+    sa.Index("ix_dead_letters_version", "source", "bucket", "object_key", "etag"),
+)

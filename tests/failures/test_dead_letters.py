@@ -1,0 +1,147 @@
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ingestion_project.lib.keys import DocumentRef
+from tests.failures.conftest import Pipeline
+
+GOOD = "order_id,amount\nO-1,1.50\nO-2,2.50\n"
+
+
+def pk(key: str) -> str:
+    return DocumentRef("inbox", "", key).partition_key
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def make_pipeline(inbox, write_sources, resources_for, instance):
+    def build(**source) -> Pipeline:
+        config = {"name": "inbox", "type": "local", "path": str(inbox), "max_replays": 2, **source}
+        timeout = config.pop("processing_timeout_seconds", 900)
+        return Pipeline(resources_for(write_sources([config], processing_timeout_seconds=timeout)), instance)
+
+    return build
+
+
+def dlq_files(tmp_path, state: str = "") -> list:
+    root = tmp_path / "dlq" / state if state else tmp_path / "dlq" / "ingestion"
+    return sorted(root.rglob("*.json")) if root.exists() else []
+
+
+def test_validation_failure_is_dead_lettered_once_without_retry(tmp_path, inbox, make_pipeline):
+    (inbox / "bad.csv").write_text("a,b\n1,2\n3\n")
+    pipeline = make_pipeline()
+    _, [run] = pipeline.run_requests()
+    assert not run.success
+    attempts = [e for e in run.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert attempts == []
+    [path] = dlq_files(tmp_path)
+    today = datetime.now(UTC)
+    assert path.relative_to(tmp_path / "dlq").parts[:4] == ("ingestion", f"{today:%Y}", f"{today:%m}", f"{today:%d}")
+    record = json.loads(path.read_text())
+    assert record["object"]["key"] == "bad.csv" and record["object"]["source"] == "inbox"
+    assert record["object"]["size"] == len("a,b\n1,2\n3\n") and record["object"]["etag"]
+    assert record["error"]["class"] == "validation" and record["error"]["type"] == "ValidationError"
+    assert "line 3" in record["error"]["message"] and "Traceback" in record["error"]["traceback"]
+    assert (record["run_id"], record["retry_count"], record["max_retries"], record["attempts"]) == (run.run_id, 0, 2, 1)
+    [row] = pipeline.ledger.versions()
+    assert (row["status"], row["error_class"]) == ("FAILED", "validation")
+    assert (inbox / "bad.csv").read_text() == "a,b\n1,2\n3\n"
+
+
+def test_only_the_failing_documents_of_a_run_are_dead_lettered(tmp_path, inbox, make_pipeline):
+    (inbox / "a.csv").write_text(GOOD)
+    (inbox / "b.csv").write_text("")
+    (inbox / "c.csv").write_text(GOOD)
+    pipeline = make_pipeline()
+    pipeline.tick()
+    tags = {"dagster/asset_partition_range_start": pk("a.csv"), "dagster/asset_partition_range_end": pk("c.csv")}
+    run = pipeline.defs.get_job_def("ingest_documents").execute_in_process(
+        instance=pipeline.instance, tags=tags, raise_on_error=False
+    )
+    assert len(run.asset_materializations_for_node("raw_documents")) == 2
+    [path] = dlq_files(tmp_path)
+    assert json.loads(path.read_text())["object"]["key"] == "b.csv"
+    assert {r["object_key"]: r["status"] for r in pipeline.ledger.versions()} == {
+        "a.csv": "SUCCESS",
+        "b.csv": "FAILED",
+        "c.csv": "SUCCESS",
+    }
+
+
+def test_vanished_object_gets_its_few_retries_then_the_dlq(tmp_path, inbox, make_pipeline):
+    (inbox / "gone.csv").write_text(GOOD)
+    pipeline = make_pipeline()
+    result = pipeline.tick()
+    (inbox / "gone.csv").unlink()
+    run = pipeline.run(result.run_requests[0].partition_key)
+    retries = [e for e in run.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1  # external: max_retries 1 in the test sources, then no more
+    [path] = dlq_files(tmp_path)
+    record = json.loads(path.read_text())
+    assert (record["error"]["class"], record["error"]["type"], record["attempts"]) == ("external", "ExternalError", 2)
+    assert record["object"]["etag"] == result.run_requests[0].tags["ingestion/etag"]
+    assert pipeline.ledger.versions()[0]["status"] == "FAILED"
+
+
+def test_replay_that_succeeds_moves_the_record_to_resolved(tmp_path, inbox, make_pipeline, write_sources):
+    (inbox / "big.csv").write_text(GOOD * 40)
+    pipeline = make_pipeline(max_object_size=100)
+    _, [failed] = pipeline.run_requests()
+    assert not failed.success and len(dlq_files(tmp_path)) == 1
+
+    fixed = make_pipeline(max_object_size="1MiB")  # the operator raises the limit, then replays
+    replay = fixed.replay()
+    assert replay.output_for_node("replay_dead_letters")["requested"] == [pk("big.csv")]
+    tick, [run] = fixed.run_requests()
+    assert tick.run_requests[0].run_key.endswith("#1")
+    assert run.success
+    assert dlq_files(tmp_path) == []
+    [resolved] = dlq_files(tmp_path, "resolved")
+    assert json.loads(resolved.read_text())["object"]["key"] == "big.csv"
+    [row] = fixed.ledger.versions()
+    assert (row["status"], row["retry_count"]) == ("SUCCESS", 1)
+    assert [letter["state"] for letter in fixed.ledger.dead_letter_rows()] == ["resolved"]
+
+
+def test_documents_out_of_replays_are_quarantined(tmp_path, inbox, make_pipeline):
+    (inbox / "bad.csv").write_text("")
+    pipeline = make_pipeline(max_replays=1)
+    pipeline.run_requests()
+    pipeline.replay()
+    _, [again] = pipeline.run_requests()
+    assert not again.success
+    [path] = dlq_files(tmp_path)
+    assert json.loads(path.read_text())["retry_count"] == 1  # the same record, updated
+    outcome = pipeline.replay().output_for_node("replay_dead_letters")
+    assert outcome["quarantined"] == [pk("bad.csv")] and outcome["requested"] == []
+    assert dlq_files(tmp_path) == [] and len(dlq_files(tmp_path, "quarantined")) == 1
+    assert pipeline.ledger.versions()[0]["status"] == "QUARANTINED"
+    assert not hasattr(pipeline.tick(), "run_requests")  # nothing more is requested
+
+
+def test_a_stale_processing_row_is_requeued_and_ingested_once(tmp_path, inbox, make_pipeline):
+    (inbox / "a.csv").write_text(GOOD)
+    pipeline = make_pipeline(processing_timeout_seconds=1)
+    [request] = pipeline.tick().run_requests
+    version = {"source": "inbox", "bucket": "", "object_key": "a.csv", "etag": request.tags["ingestion/etag"]}
+    # A worker claims the document and dies without a word.
+    assert pipeline.ledger.claim(
+        {**version, "partition_key": request.partition_key}, "dead-run", stale_after=timedelta(1)
+    ).claimed
+    assert pipeline.run(request.partition_key).asset_materializations_for_node("raw_documents") == []
+    time.sleep(1.2)
+    tick, [run] = pipeline.run_requests()
+    assert [r.run_key for r in tick.run_requests] == [f"{request.run_key}#1"]
+    assert len(run.asset_materializations_for_node("raw_documents")) == 1
+    row = pipeline.ledger.get(version)
+    assert (row["status"], row["retry_count"], row["run_id"]) == ("SUCCESS", 1, run.run_id)
+    assert len(list((tmp_path / "bronze" / "documents").rglob("*.parquet"))) == 1
