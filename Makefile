@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 S3_STATE := .local/s3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help install dev demo test lint validate s3-start s3-stop clean
+.PHONY: help install dev demo test lint validate postgres s3-start s3-stop clean
 
 help:
 	@echo "make dev    install, start the local S3 server with sample documents, run dagster dev (sensors on)"
@@ -52,7 +52,11 @@ lint: install
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-test: lint validate
+# Debian's PostgreSQL for the ledger tests. It needs root to install: elsewhere those tests skip, but in CI it must be there.
+postgres:
+	@bash ingestion_project/devtools/install_postgres.sh || [ "$$CI" != "true" ]
+
+test: postgres lint validate
 	$(BIN)/pytest -q
 
 clean: s3-stop

@@ -1,14 +1,17 @@
-"""Shared fixtures: one local S3 server (SeaweedFS `weed mini`) per session and clients pointed at it."""
+"""Shared fixtures: one local S3 server (SeaweedFS `weed mini`) and one PostgreSQL per session, and their clients."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
 
+from ingestion_project.devtools.local_postgres import LocalPostgres, find_postgres_bin
 from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed
 
 
@@ -52,3 +55,32 @@ def fresh_bucket(s3_client) -> Iterator[str]:
     yield name
     # SeaweedFS deletes non-empty buckets (s3.allowDeleteBucketNotEmpty defaults to true): one call suffices.
     s3_client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A running PostgreSQL on a free loopback port; skips without the binaries, but fails under CI=true."""
+    if find_postgres_bin() is None:
+        reason = (
+            "PostgreSQL is not installed (no /usr/lib/postgresql/<version>/bin/postgres): "
+            "run ingestion_project/devtools/install_postgres.sh as root"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    # Not tmp_path_factory: as root the server runs as `postgres`, which cannot enter pytest's private tmp dirs.
+    state_dir = tempfile.mkdtemp(prefix="ingestion-pg-")
+    try:
+        with LocalPostgres(state_dir) as server:
+            yield server
+    finally:
+        shutil.rmtree(state_dir)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty database owned by the `ingestion` role; dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
