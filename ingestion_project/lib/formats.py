@@ -181,7 +181,7 @@ def _looks_like_ndjson(text: str) -> bool:
     for number, line in enumerate(lines[:_SNIFF_ROWS], start=1):
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting is for the real parser to report
             if cut_off and number == len(lines):
                 break
             return False
