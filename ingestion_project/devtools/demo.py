@@ -20,6 +20,8 @@ import duckdb
 
 from ingestion_project.devtools.local_s3 import LocalS3Server
 from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from ingestion_project.failures.assets import conservation
+from ingestion_project.lib.ledger import Ledger
 
 WORK_DIR = Path(__file__).resolve().parents[2] / ".local" / "demo"
 # The summary is the demo's output; run logs below warnings stay in the instance, as in the UI.
@@ -90,6 +92,42 @@ def _table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     )
 
 
+def summarize_failures(book: Ledger) -> list[str]:
+    """Print the dead-letter queue and the conservation figures; return what is unexpected."""
+    problems = []
+    letters = [
+        (r["state"], r["dlq_key"], f"{r['error_type']}: {r['error_message']}"[:80]) for r in book.dead_letter_rows()
+    ]
+    print("\nDead-letter queue\n" + _table(letters, ("state", "record", "reason")))
+    failed = {r["object_key"] for r in book.versions() if r["status"] == "FAILED"}
+    lettered = {r["object_key"] for r in book.dead_letter_rows() if r["state"] == "open"}
+    if failed != lettered:
+        problems.append(f"failed documents {sorted(failed)} but open dead letters for {sorted(lettered)}")
+    figures = conservation(book)
+    rows = []
+    for source, f in sorted(figures.items()):
+        ends = f["success"] + f["failed"] + f["skipped"] + f["quarantined"] + f["in_flight"]
+        rows.append(
+            (
+                source,
+                f["discovered"],
+                f["success"],
+                f["failed"],
+                f["skipped"],
+                f["quarantined"],
+                f["in_flight"],
+                "yes" if ends == f["discovered"] else "NO",
+            )
+        )
+        if ends != f["discovered"]:
+            problems.append(f"ledger of source {source} does not balance: {f}")
+    headers = ("source", "discovered", "success", "failed", "skipped", "quarantined", "in flight", "balanced")
+    print(
+        "\nConservation (discovered = success + failed + skipped + quarantined + in flight)\n" + _table(rows, headers)
+    )
+    return problems
+
+
 def summarize(report: PassReport, ledger_rows: list[dict], warehouse: Path) -> list[str]:
     """Print the summary and return the list of unexpected things (empty when all went as expected)."""
     problems = []
@@ -154,8 +192,8 @@ def main() -> int:
         home.mkdir()
         with dg.DagsterInstance.local_temp(tempdir=str(home), overrides={"telemetry": {"enabled": False}}) as instance:
             report = run_pass(defs, instance)
-        ledger_rows = LedgerResource().ledger().versions()
-        problems = summarize(report, ledger_rows, warehouse)
+        book = LedgerResource().ledger()
+        problems = summarize(report, book.versions(), warehouse) + summarize_failures(book)
     if problems:
         print("\nUnexpected:\n" + "\n".join(f"- {p}" for p in problems))
         return 1

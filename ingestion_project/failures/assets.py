@@ -38,14 +38,22 @@ def snapshot_table(table: sa.Table, rows: list[dict], snapshot_at: datetime, **e
 
 
 def conservation(book: Ledger) -> dict[str, dict[str, int]]:
-    """Per source: discovered, and how many are in each end state or in flight."""
+    """Per source: every version discovered, and how many are in each end state or in flight.
+
+    A status outside the known ones counts as ``unknown``, which unbalances the source.
+    """
+    ends = {
+        Status.SUCCESS: "success",
+        Status.FAILED: "failed",
+        Status.SKIPPED: "skipped",
+        Status.QUARANTINED: "quarantined",
+    }
     figures: dict[str, dict[str, int]] = {}
     for (source, status), count in book.status_counts().items():
-        entry = figures.setdefault(source, dict.fromkeys(["discovered", *map(str.lower, Status)], 0))
+        entry = figures.setdefault(source, {"discovered": 0, **dict.fromkeys([*ends.values(), "in_flight"], 0)})
         entry["discovered"] += count
-        entry[status.lower()] += count
-    for entry in figures.values():
-        entry["in_flight"] = sum(entry.pop(status.lower()) for status in IN_FLIGHT)
+        bucket = "in_flight" if status in IN_FLIGHT else ends.get(status, "unknown")
+        entry[bucket] = entry.get(bucket, 0) + count
     return figures
 
 
