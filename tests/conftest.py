@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -10,9 +11,11 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from dagster_aws.s3 import S3Resource
 
 from ingestion_project.devtools.local_postgres import LocalPostgres, find_postgres_bin
 from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +87,42 @@ def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+# Real retries, but with tenth-of-a-second backoff so tests stay quick.
+FAST_RETRIES = {
+    "transient": {"max_retries": 3, "delay_seconds": 0.1, "max_delay_seconds": 0.3},
+    "external": {"max_retries": 1, "delay_seconds": 0.1, "max_delay_seconds": 0.1},
+}
+
+
+@pytest.fixture
+def write_sources(tmp_path):
+    """Write a sources file from a list of source dicts; bronze goes to tmp (local) and a bucket (S3)."""
+
+    def write(sources: list[dict], bronze_bucket: str = "bronze", **settings) -> str:
+        path = tmp_path / "sources.yaml"
+        config = {"bronze": {"s3": {"bucket": bronze_bucket, "prefix": "bronze"}, "local_dir": "bronze"}, **settings}
+        sources = [{"retries": FAST_RETRIES, **source} for source in sources]
+        path.write_text(json.dumps({**config, "sources": sources}), encoding="utf-8")
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def ledger_resource(tmp_path):
+    return LedgerResource(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+
+
+@pytest.fixture
+def resources_for(ledger_resource):
+    """Resources for a sources file; ``s3_options`` go to dagster-aws's S3Resource (e.g. an endpoint_url)."""
+
+    def build(sources_file: str, **s3_options) -> dict:
+        return {
+            "ingestion": IngestionResource(s3=S3Resource(**s3_options), sources_file=sources_file),
+            "ledger": ledger_resource,
+        }
+
+    return build

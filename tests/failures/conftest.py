@@ -6,7 +6,6 @@ from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.sensors import document_discovery_sensor
-from tests.ingestion.conftest import ledger_resource, resources_for, write_sources  # noqa: F401
 
 
 class Pipeline:

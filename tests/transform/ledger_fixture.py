@@ -1,0 +1,238 @@
+"""A ledger snapshot as the `ingestion_ledger` asset writes it: tables `ledger.processed_files` and
+`ledger.dead_letters` in the warehouse.
+
+Three sources. `orders/2026-01.csv` was overwritten: its first ETag succeeded, its second is still processing.
+`orders` has a broken file (failed, open dead letter), an excluded one (skipped) and a new one (discovered).
+`invoices` has a scan that was quarantined, a file that failed transiently and succeeded on replay (resolved dead
+letter) and one that failed transiently for good (open dead letter). `notes` is a local source (empty bucket).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+PROCESSED_FILES_COLUMNS = {
+    "id": "bigint",
+    "source": "varchar",
+    "bucket": "varchar",
+    "object_key": "varchar",
+    "etag": "varchar",
+    "partition_key": "varchar",
+    "size_bytes": "bigint",
+    "modified_at": "timestamptz",
+    "sha256": "varchar",
+    "status": "varchar",
+    "discovered_at": "timestamptz",
+    "processing_started_at": "timestamptz",
+    "processed_at": "timestamptz",
+    "records_ingested": "bigint",
+    "bytes_read": "bigint",
+    "duration_ms": "bigint",
+    "error_class": "varchar",
+    "error_type": "varchar",
+    "error_message": "varchar",
+    "retry_count": "integer",
+    "run_id": "varchar",
+    "snapshot_at": "timestamptz",
+}
+DEAD_LETTERS_COLUMNS = {
+    "dlq_key": "varchar",
+    "source": "varchar",
+    "bucket": "varchar",
+    "object_key": "varchar",
+    "etag": "varchar",
+    "size_bytes": "bigint",
+    "content_type": "varchar",
+    "partition_key": "varchar",
+    "error_class": "varchar",
+    "error_type": "varchar",
+    "error_message": "varchar",
+    "failed_at": "timestamptz",
+    "run_id": "varchar",
+    "retry_count": "integer",
+    "max_retries": "integer",
+    "is_resolved": "boolean",
+    "snapshot_at": "timestamptz",
+}
+SNAPSHOT_AT = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
+
+# What the marts must show.
+EXPECTED_CONSERVATION = [
+    # source, discovered, succeeded, failed, skipped, quarantined, in flight, balanced
+    ("invoices", 3, 1, 1, 0, 1, 0, True),
+    ("notes", 2, 1, 0, 0, 0, 1, True),
+    ("orders", 6, 2, 1, 1, 0, 2, True),  # both ETags of orders/2026-01.csv
+]
+EXPECTED_FAILURES = [
+    # source, error class, error type, UTC day, failures, open, resolved
+    ("invoices", "transient", "ReadTimeoutError", "2026-02-02", 2, 1, 1),
+    ("invoices", "validation", "UnsupportedFormatError", "2026-02-02", 1, 1, 0),
+    ("orders", "validation", "CsvShapeError", "2026-11-05", 1, 1, 0),  # failed at 00:30 +01:00
+]
+EXPECTED_BACKLOG = [
+    # source, status, in flight, documents
+    ("invoices", "FAILED", False, 1),
+    ("invoices", "QUARANTINED", False, 1),
+    ("invoices", "SUCCESS", False, 1),
+    ("notes", "DISCOVERED", True, 1),
+    ("notes", "SUCCESS", False, 1),
+    ("orders", "DISCOVERED", True, 1),
+    ("orders", "FAILED", False, 1),
+    ("orders", "PROCESSING", True, 1),  # the second ETag of orders/2026-01.csv; the first one no longer counts
+    ("orders", "SKIPPED", False, 1),
+    ("orders", "SUCCESS", False, 1),
+]
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status: str, discovered: str, **facts: Any):
+    """One processed_files row; `facts` sets the other columns."""
+    row = dict.fromkeys(PROCESSED_FILES_COLUMNS)
+    row.update(
+        id=row_id,
+        source=source,
+        bucket=bucket,
+        object_key=key,
+        etag=etag,
+        partition_key=f"{source}:{bucket}/{key}",
+        size_bytes=1000 + row_id,
+        modified_at=_at(discovered),
+        status=status,
+        discovered_at=_at(discovered),
+        retry_count=0,
+        snapshot_at=SNAPSHOT_AT,
+    )
+    if status in ("SUCCESS", "FAILED", "QUARANTINED"):
+        row.update(processing_started_at=_at(discovered), processed_at=_at(discovered), run_id=f"run-{row_id}")
+    row.update(facts)
+    return row
+
+
+def _dead_letter(dlq_key: str, version: dict, failed: str, *, is_resolved: bool, **facts: Any) -> dict:
+    """One dead_letters row for a processed_files row."""
+    row = dict.fromkeys(DEAD_LETTERS_COLUMNS)
+    row.update({name: version[name] for name in ("source", "bucket", "object_key", "etag", "size_bytes")})
+    row.update(
+        dlq_key=dlq_key,
+        partition_key=version["partition_key"],
+        error_class=version["error_class"],
+        error_type=version["error_type"],
+        error_message=version["error_message"],
+        failed_at=_at(failed),
+        run_id=version["run_id"],
+        retry_count=version["retry_count"],
+        max_retries=3,
+        is_resolved=is_resolved,
+        snapshot_at=SNAPSHOT_AT,
+    )
+    row.update(facts)
+    return row
+
+
+def processed_files() -> list[dict]:
+    """Every processed_files row of the fixture, one per document version."""
+    return [
+        _version(1, "orders", "landing", "orders/2026-01.csv", "e1a", "SUCCESS", "2026-01-31T10:00:00+00:00"),
+        _version(2, "orders", "landing", "orders/2026-01.csv", "e1b", "PROCESSING", "2026-02-01T09:00:00+00:00"),
+        _version(3, "orders", "landing", "orders/2026-02.ndjson", "f1", "SUCCESS", "2026-02-01T09:05:00+00:00"),
+        _version(
+            4,
+            "orders",
+            "landing",
+            "orders/2026-11-05-broken.csv",
+            "b1",
+            "FAILED",
+            "2026-11-05T23:00:00+00:00",
+            error_class="validation",
+            error_type="CsvShapeError",
+            error_message="CSV line 4 has 8 fields but the header has 6",
+        ),
+        _version(5, "orders", "landing", "orders/2026-11-06.csv", "g1", "DISCOVERED", "2026-11-06T11:59:00+00:00"),
+        _version(6, "orders", "landing", "orders/huge.csv", "h1", "SKIPPED", "2026-11-06T08:00:00+00:00"),
+        _version(
+            7,
+            "invoices",
+            "landing",
+            "invoices/scan.pdf",
+            "q1",
+            "QUARANTINED",
+            "2026-02-02T07:00:00+00:00",
+            error_class="validation",
+            error_type="UnsupportedFormatError",
+            error_message="binary content (PDF) is not a supported document format",
+        ),
+        _version(
+            8,
+            "invoices",
+            "landing",
+            "invoices/2026-02.json",
+            "i1",
+            "SUCCESS",
+            "2026-02-02T07:30:00+00:00",
+            retry_count=1,
+            error_class="transient",
+            error_type="ReadTimeoutError",
+            error_message="Read timeout on endpoint URL",
+        ),
+        _version(
+            9,
+            "invoices",
+            "landing",
+            "invoices/2026-03.json",
+            "i2",
+            "FAILED",
+            "2026-02-02T08:00:00+00:00",
+            retry_count=3,
+            error_class="transient",
+            error_type="ReadTimeoutError",
+            error_message="Read timeout on endpoint URL",
+        ),
+        _version(10, "notes", "", "guides/ops runbook.md", "t1", "SUCCESS", "2026-02-01T09:05:00+00:00"),
+        _version(11, "notes", "", "guides/draft.md", "t2", "DISCOVERED", "2026-11-06T11:00:00+00:00"),
+    ]
+
+
+def dead_letters(versions: list[dict]) -> list[dict]:
+    """The dead-letter records of the fixture's failed, quarantined and replayed versions."""
+    by_id = {version["id"]: version for version in versions}
+    return [
+        # 23:30 UTC on November 5, already November 6 in the writer's time zone: failures are per UTC day.
+        _dead_letter("dlq/orders/broken.csv.b1.json", by_id[4], "2026-11-06T00:30:00+01:00", is_resolved=False),
+        _dead_letter("dlq/invoices/scan.pdf.q1.json", by_id[7], "2026-02-02T07:00:05+00:00", is_resolved=False),
+        # Replayed successfully afterwards: moved to resolved/, the ledger row is SUCCESS now.
+        _dead_letter(
+            "resolved/invoices/2026-02.json.i1.json",
+            by_id[8],
+            "2026-02-02T07:31:00+00:00",
+            is_resolved=True,
+            retry_count=0,
+        ),
+        _dead_letter("dlq/invoices/2026-03.json.i2.json", by_id[9], "2026-02-02T08:01:00+00:00", is_resolved=False),
+    ]
+
+
+def write_ledger(path: Path, versions: list[dict], letters: list[dict]) -> None:
+    """Create `ledger.processed_files` and `ledger.dead_letters` in the DuckDB file at `path` with these rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("create schema if not exists ledger")
+        for table, columns, rows in (
+            ("processed_files", PROCESSED_FILES_COLUMNS, versions),
+            ("dead_letters", DEAD_LETTERS_COLUMNS, letters),
+        ):
+            definition = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
+            connection.execute(f"create or replace table ledger.{table} ({definition})")
+            placeholders = ", ".join("?" for _ in columns)
+            if not rows:
+                continue
+            connection.executemany(
+                f"insert into ledger.{table} values ({placeholders})",
+                [[row[name] for name in columns] for row in rows],
+            )
