@@ -40,7 +40,18 @@ def eligible_revenue(rows: list[dict]) -> Decimal:
 
 @pytest.fixture
 def pipeline(s3_client, tmp_path, monkeypatch):
-    monkeypatch.setenv("INGESTION_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    yield from _pipeline(s3_client, tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'ledger.sqlite'}", {})
+
+
+@pytest.fixture
+def postgres_pipeline(s3_client, tmp_path, monkeypatch, postgres_url):
+    # Production shape: Dagster's storage (dagster-postgres) and the ledger (schema "ingestion") on one server.
+    storage = {"storage": {"postgres": {"postgres_url": postgres_url}}}
+    yield from _pipeline(s3_client, tmp_path, monkeypatch, postgres_url, storage)
+
+
+def _pipeline(s3_client, tmp_path, monkeypatch, ledger_url: str, instance_config: dict):
+    monkeypatch.setenv("INGESTION_LEDGER_URL", ledger_url)
     monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.delenv("INGESTION_SOURCES_FILE", raising=False)
     for bucket in ("landing", "docs", "bronze"):
@@ -52,7 +63,8 @@ def pipeline(s3_client, tmp_path, monkeypatch):
 
     home = tmp_path / "dagster"
     home.mkdir()
-    with dg.DagsterInstance.local_temp(str(home), overrides={"telemetry": {"enabled": False}}) as instance:
+    overrides = {"telemetry": {"enabled": False}, **instance_config}
+    with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as instance:
         yield defs, instance, uploaded, tmp_path / "warehouse.duckdb"
 
 
@@ -112,3 +124,31 @@ def test_overwritten_document_is_reprocessed_once_and_replaces_its_rows(pipeline
         "where object_key = 'orders/2026-11-01.csv'",
     )
     assert versions == [(2, 1)]
+
+
+def test_sensor_and_runs_on_a_dagster_postgres_instance(postgres_pipeline, postgres_url):
+    import sqlalchemy as sa
+
+    defs, instance, uploaded, warehouse = postgres_pipeline
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    report = run_pass(defs, instance)
+    assert len(report.requested) == len(uploaded)
+    assert list(report.failures) == ["orders:landing/orders/2026-11-05-broken.csv"]
+    assert report.warehouse_succeeded
+    assert len(instance.get_materialized_partitions(dg.AssetKey("raw_documents"))) == 7
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        statuses = dict(
+            conn.execute(sa.text("select status, count(*) from ingestion.processed_files group by status")).all()
+        )
+        letters = conn.execute(sa.text("select object_key, error_class, state from ingestion.dead_letters")).all()
+    engine.dispose()
+    assert statuses == {"SUCCESS": 7, "FAILED": 1}
+    assert letters == [("orders/2026-11-05-broken.csv", "validation", "open")]
+    assert query(
+        warehouse, "select source, discovered_count, is_balanced from fct_ingestion_conservation order by 1"
+    ) == [
+        ("customers", 1, True),
+        ("notes", 2, True),
+        ("orders", 5, True),
+    ]
