@@ -11,4 +11,6 @@ ingest_documents_job = dg.define_asset_job(
     description="Ingest the documents of the selected partitions into bronze.",
     # On the job, so sensor-launched runs carry it: a document that fails for good is dead-lettered.
     hooks={dead_letter_hook},
+    # One process per run: a step subprocess would import the definitions (and dagster-dbt) a second time.
+    executor_def=dg.in_process_executor,
 )

@@ -9,4 +9,6 @@ build_warehouse = dg.define_asset_job(
     description="Snapshot the ledger, then dbt build of the warehouse (staging views, marts, tests).",
     # dagster_home/dagster.yaml limits this tag to one run at a time: DuckDB allows a single writer.
     tags={"ingestion/warehouse": "dbt"},
+    # One process per run: a step subprocess would import the definitions (and dagster-dbt) a second time.
+    executor_def=dg.in_process_executor,
 )

@@ -26,12 +26,29 @@ def put_dbt_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
 
 
+_PROJECT_FILES = ("*.sql", "*.yml", "*.yaml", "*.csv")
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    """Whether manifest.json is missing or older than a file of the dbt project."""
+    if not project.manifest_path.exists():
+        return True
+    built = project.manifest_path.stat().st_mtime
+    target = project.project_dir / "target"
+    return any(
+        path.stat().st_mtime > built
+        for pattern in _PROJECT_FILES
+        for path in project.project_dir.rglob(pattern)
+        if target not in path.parents
+    )
+
+
 put_dbt_on_path()
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    # A fresh checkout outside `dagster dev` (tests, `dagster definitions validate`): parse once so the assets
-    # load. Deployments ship the manifest (`dagster-dbt project prepare-and-package`) and skip this.
+# Parse only when the manifest is missing or out of date. DbtProject.prepare_if_dev() would parse on every import
+# under `dagster dev` — in every run worker too, which inherit its environment — adding seconds to each run.
+# Deployments ship the manifest (`dagster-dbt project prepare-and-package`) and never parse here.
+if manifest_is_stale(dbt_project):
     dbt_project.preparer.prepare(dbt_project)
 
 
