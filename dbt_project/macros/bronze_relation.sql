@@ -11,15 +11,12 @@
         {{ return(source_relation) }}
     {%- endif -%}
 
-    {%- set nodes = graph.sources.values()
-        | selectattr('relation_name', 'equalto', source_relation.render())
-        | list -%}
-    {%- if nodes | length != 1 or not nodes[0].config.meta.bronze_glob -%}
+    {%- set node = source_node(source_relation) -%}
+    {%- if not node.config.meta.bronze_glob -%}
         {{ exceptions.raise_compiler_error(
             "bronze_relation() needs a source() with meta.bronze_glob, got " ~ source_relation.render()
         ) }}
     {%- endif -%}
-    {%- set node = nodes[0] -%}
     {%- set pattern = node.config.meta.bronze_glob -%}
 
     {%- set globs = [] -%}
@@ -37,13 +34,7 @@
             hive_partitioning = false
         )
     {%- else -%}
-        (
-            select
-                {%- for column in node.columns.values() %}
-                cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }}{{ "," if not loop.last }}
-                {%- endfor %}
-            where false
-        )
+        {{ empty_source_relation(node) }}
     {%- endif -%}
 {% endmacro %}
 

@@ -12,16 +12,23 @@ from ingestion_project.config import bronze_roots
 from ingestion_project.transform.project import dbt_project, ensure_warehouse_dir
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
+INGESTION_LEDGER = dg.AssetKey("ingestion_ledger")
 BRONZE_SOURCE = "bronze"
+LEDGER_SOURCE = "ledger"
+# Each dbt source is one Dagster asset: the tables under it are written together by that asset.
+SOURCE_ASSET_KEYS = {BRONZE_SOURCE: RAW_DOCUMENTS, LEDGER_SOURCE: INGESTION_LEDGER}
 WAREHOUSE_GROUP = "warehouse"
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
-    """Every `bronze` dbt source is the Parquet written by `raw_documents`; every model is in `warehouse`."""
+    """`bronze` dbt sources are the Parquet of `raw_documents`, `ledger` sources the `ingestion_ledger` snapshot.
+
+    Every model is in the `warehouse` group.
+    """
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["source_name"] == BRONZE_SOURCE:
-            return RAW_DOCUMENTS
+        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["source_name"] in SOURCE_ASSET_KEYS:
+            return SOURCE_ASSET_KEYS[dbt_resource_props["source_name"]]
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:

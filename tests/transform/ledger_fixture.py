@@ -3,13 +3,14 @@
 
 Three sources. `orders/2026-01.csv` was overwritten: its first ETag succeeded, its second is still processing.
 `orders` has a broken file (failed, open dead letter), an excluded one (skipped) and a new one (discovered).
-`invoices` has a scan that was quarantined, a file that failed transiently and succeeded on replay (resolved dead
-letter) and one that failed transiently for good (open dead letter). `notes` is a local source (empty bucket).
+`invoices` has a scan that ran out of replays (quarantined dead letter), a file that failed transiently and
+succeeded on replay (resolved dead letter) and one that failed transiently and waits for a replay (open).
+`notes` is a local source (empty bucket).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ PROCESSED_FILES_COLUMNS = {
     "sha256": "varchar",
     "status": "varchar",
     "discovered_at": "timestamptz",
+    "requested_at": "timestamptz",
     "processing_started_at": "timestamptz",
     "processed_at": "timestamptz",
     "records_ingested": "bigint",
@@ -55,6 +57,8 @@ DEAD_LETTERS_COLUMNS = {
     "run_id": "varchar",
     "retry_count": "integer",
     "max_retries": "integer",
+    "state": "varchar",
+    "closed_at": "timestamptz",
     "is_resolved": "boolean",
     "snapshot_at": "timestamptz",
 }
@@ -62,16 +66,16 @@ SNAPSHOT_AT = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
 
 # What the marts must show.
 EXPECTED_CONSERVATION = [
-    # source, discovered, succeeded, failed, skipped, quarantined, in flight, balanced
-    ("invoices", 3, 1, 1, 0, 1, 0, True),
-    ("notes", 2, 1, 0, 0, 0, 1, True),
-    ("orders", 6, 2, 1, 1, 0, 2, True),  # both ETags of orders/2026-01.csv
+    # source, discovered, succeeded, failed, skipped, quarantined, in flight, duplicated, balanced
+    ("invoices", 3, 1, 1, 0, 1, 0, 0, True),
+    ("notes", 2, 1, 0, 0, 0, 1, 0, True),
+    ("orders", 6, 2, 1, 1, 0, 2, 0, True),  # both ETags of orders/2026-01.csv
 ]
 EXPECTED_FAILURES = [
-    # source, error class, error type, UTC day, failures, open, resolved
-    ("invoices", "transient", "ReadTimeoutError", "2026-02-02", 2, 1, 1),
-    ("invoices", "validation", "UnsupportedFormatError", "2026-02-02", 1, 1, 0),
-    ("orders", "validation", "CsvShapeError", "2026-11-05", 1, 1, 0),  # failed at 00:30 +01:00
+    # source, error class, error type, UTC day, failures, open, resolved, quarantined
+    ("invoices", "transient", "ReadTimeoutError", "2026-02-02", 2, 1, 1, 0),
+    ("invoices", "validation", "UnsupportedFormatError", "2026-02-02", 1, 0, 0, 1),
+    ("orders", "validation", "CsvShapeError", "2026-11-05", 1, 1, 0, 0),  # failed at 00:30 +01:00
 ]
 EXPECTED_BACKLOG = [
     # source, status, in flight, documents
@@ -109,14 +113,16 @@ def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status:
         retry_count=0,
         snapshot_at=SNAPSHOT_AT,
     )
+    if status != "DISCOVERED":
+        row.update(requested_at=_at(discovered), processing_started_at=_at(discovered), run_id=f"run-{row_id}")
     if status in ("SUCCESS", "FAILED", "QUARANTINED"):
-        row.update(processing_started_at=_at(discovered), processed_at=_at(discovered), run_id=f"run-{row_id}")
+        row.update(processed_at=_at(discovered))
     row.update(facts)
     return row
 
 
-def _dead_letter(dlq_key: str, version: dict, failed: str, *, is_resolved: bool, **facts: Any) -> dict:
-    """One dead_letters row for a processed_files row."""
+def _dead_letter(dlq_key: str, version: dict, failed: str, state: str = "open", **facts: Any) -> dict:
+    """One dead_letters row for a processed_files row; closed (resolved, quarantined) a minute after failing."""
     row = dict.fromkeys(DEAD_LETTERS_COLUMNS)
     row.update({name: version[name] for name in ("source", "bucket", "object_key", "etag", "size_bytes")})
     row.update(
@@ -129,7 +135,9 @@ def _dead_letter(dlq_key: str, version: dict, failed: str, *, is_resolved: bool,
         run_id=version["run_id"],
         retry_count=version["retry_count"],
         max_retries=3,
-        is_resolved=is_resolved,
+        state=state,
+        closed_at=None if state == "open" else _at(failed) + timedelta(minutes=1),
+        is_resolved=state == "resolved",
         snapshot_at=SNAPSHOT_AT,
     )
     row.update(facts)
@@ -204,17 +212,23 @@ def dead_letters(versions: list[dict]) -> list[dict]:
     by_id = {version["id"]: version for version in versions}
     return [
         # 23:30 UTC on November 5, already November 6 in the writer's time zone: failures are per UTC day.
-        _dead_letter("dlq/orders/broken.csv.b1.json", by_id[4], "2026-11-06T00:30:00+01:00", is_resolved=False),
-        _dead_letter("dlq/invoices/scan.pdf.q1.json", by_id[7], "2026-02-02T07:00:05+00:00", is_resolved=False),
+        _dead_letter("dlq/ingestion/2026/11/05/orders__broken__b1.json", by_id[4], "2026-11-06T00:30:00+01:00"),
+        # Out of replays: moved to quarantined/, the ledger row is QUARANTINED.
+        _dead_letter(
+            "dlq/quarantined/ingestion/2026/02/02/invoices__scan__q1.json",
+            by_id[7],
+            "2026-02-02T07:00:05+00:00",
+            state="quarantined",
+        ),
         # Replayed successfully afterwards: moved to resolved/, the ledger row is SUCCESS now.
         _dead_letter(
-            "resolved/invoices/2026-02.json.i1.json",
+            "dlq/resolved/ingestion/2026/02/02/invoices__2026-02__i1.json",
             by_id[8],
             "2026-02-02T07:31:00+00:00",
-            is_resolved=True,
+            state="resolved",
             retry_count=0,
         ),
-        _dead_letter("dlq/invoices/2026-03.json.i2.json", by_id[9], "2026-02-02T08:01:00+00:00", is_resolved=False),
+        _dead_letter("dlq/ingestion/2026/02/02/invoices__2026-03__i2.json", by_id[9], "2026-02-02T08:01:00+00:00"),
     ]
 
 

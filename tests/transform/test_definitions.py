@@ -1,33 +1,34 @@
-"""The transform domain's definitions load, with the dbt sources wired to raw_documents."""
+"""The transform domain's definitions load, with the dbt sources wired to raw_documents and ingestion_ledger."""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from ingestion_project.definitions import defs
 from ingestion_project.transform.assets import dbt_build_args, warehouse_dbt_assets
-from ingestion_project.transform.definitions import defs
 
 
 def test_transform_definitions_load():
+    # build_warehouse snapshots the ledger first, so the transform domain loads with the others.
     dg.Definitions.validate_loadable(defs)
 
     assert defs.resolve_job_def("build_warehouse") is not None
     assert defs.resolve_sensor_def("warehouse_after_ingestion_sensor") is not None
 
 
-def test_staging_models_depend_on_raw_documents_only():
+def test_bronze_staging_models_depend_on_raw_documents_only():
     deps = {
         spec.key.to_user_string(): {dep.asset_key.to_user_string() for dep in spec.deps}
         for spec in warehouse_dbt_assets.specs
     }
 
-    assert {key for key in deps if key.startswith("stg_")} == {
+    assert {key for key in deps if key.startswith("stg_bronze__")} == {
         "stg_bronze__documents",
         "stg_bronze__orders",
         "stg_bronze__customers",
         "stg_bronze__text_chunks",
     }
-    assert all(deps[key] == {"raw_documents"} for key in deps if key.startswith("stg_"))
+    assert all(deps[key] == {"raw_documents"} for key in deps if key.startswith("stg_bronze__"))
     assert {spec.group_name for spec in warehouse_dbt_assets.specs} == {"warehouse"}
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 from dagster_dbt import DbtCliResource
 
+from ingestion_project.failures.assets import ingestion_ledger
+from ingestion_project.ingestion.resources import LedgerResource
 from ingestion_project.transform.assets import WarehouseBuildConfig, warehouse_dbt_assets
 from ingestion_project.transform.project import dbt_project
 from tests.transform import ledger_fixture
@@ -15,7 +19,7 @@ from tests.transform.conftest import WarehouseBuild, build_warehouse
 
 LEDGER_MARTS = ("fct_ingestion_conservation", "fct_ingestion_failures", "fct_ingestion_backlog")
 LEDGER_STAGING = ("stg_ledger__processed_files", "stg_ledger__dead_letters")
-CONSERVED = ("stg_ledger__processed_files", "assert_ledger_is_conserved")
+CONSERVED = ("fct_ingestion_conservation", "assert_ledger_is_conserved")
 VERSION_KEY_UNIQUE = (
     "stg_ledger__processed_files",
     "unique_combination_of_columns_stg_ledger__processed_files_source__bucket__object_key__etag",
@@ -56,24 +60,49 @@ def test_ledger_sources_are_the_ingestion_ledger_asset():
 
     assert {key: deps[key] for key in LEDGER_STAGING} == {key: {"ingestion_ledger"} for key in LEDGER_STAGING}
     assert deps["stg_bronze__documents"] == {"raw_documents"}
-    assert (dg.AssetKey("stg_ledger__processed_files"), "assert_ledger_is_conserved") in {
+    assert (dg.AssetKey("fct_ingestion_conservation"), "assert_ledger_is_conserved") in {
         (key.asset_key, key.name) for key in warehouse_dbt_assets.check_keys
+    }
+
+
+def test_ledger_sources_declare_every_column_the_snapshot_writes(
+    ledger_resource: LedgerResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(path))
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+
+    assert dg.materialize([ingestion_ledger], resources={"ledger": ledger_resource}).success
+
+    with duckdb.connect(str(path), read_only=True) as connection:
+        written = connection.sql(
+            "select table_name, list(column_name) from information_schema.columns "
+            "where table_schema = 'ledger' group by 1"
+        ).fetchall()
+    declared = {
+        table: set(manifest["sources"][f"source.ingestion_warehouse.ledger.{table}"]["columns"])
+        for table in ("processed_files", "dead_letters")
+    }
+    assert {table: set(columns) for table, columns in written} == declared
+    assert declared == {
+        "processed_files": set(ledger_fixture.PROCESSED_FILES_COLUMNS),
+        "dead_letters": set(ledger_fixture.DEAD_LETTERS_COLUMNS),
     }
 
 
 def test_conservation_balances_every_version_of_every_source(ledger_warehouse: WarehouseBuild):
     rows = ledger_warehouse.query(
         "select source, discovered_count, succeeded_count, failed_count, skipped_count, quarantined_count, "
-        "in_flight_count, is_balanced from fct_ingestion_conservation order by source"
+        "in_flight_count, duplicated_version_count, is_balanced from fct_ingestion_conservation order by source"
     )
 
     assert rows == ledger_fixture.EXPECTED_CONSERVATION
 
 
-def test_failures_count_open_and_resolved_dead_letters_per_utc_day(ledger_warehouse: WarehouseBuild):
+def test_failures_count_open_resolved_and_quarantined_dead_letters_per_utc_day(ledger_warehouse: WarehouseBuild):
     rows = ledger_warehouse.query(
         "select source, error_class, error_type, cast(failed_date as varchar), failure_count, open_failure_count, "
-        "resolved_failure_count from fct_ingestion_failures order by 1, 2, 3, 4"
+        "resolved_failure_count, quarantined_failure_count from fct_ingestion_failures order by 1, 2, 3, 4"
     )
 
     assert rows == ledger_fixture.EXPECTED_FAILURES
@@ -141,13 +170,9 @@ def test_duplicate_version_rows_fail_the_conservation_check(tmp_path: Path, monk
     assert failed == {CONSERVED: dg.AssetCheckSeverity.ERROR, VERSION_KEY_UNIQUE: dg.AssetCheckSeverity.WARN}
     # The version-key test only warns, so the conservation mart still builds and shows which source is off.
     assert build.query(
-        "select source, discovered_count, succeeded_count + failed_count, is_balanced "
+        "select source, discovered_count, duplicated_version_count, is_balanced "
         "from fct_ingestion_conservation order by source"
-    ) == [
-        ("invoices", 3, 2, True),
-        ("notes", 2, 1, True),
-        ("orders", 6, 4, False),
-    ]
+    ) == [("invoices", 3, 0, True), ("notes", 2, 0, True), ("orders", 6, 1, False)]
 
 
 def test_build_without_ledger_tables_gives_empty_typed_ledger_marts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
