@@ -100,10 +100,14 @@ def _land(
         known = book.latest_version(ref.source, ref.bucket, ref.key)
         etag = known["etag"] if known else "unknown"
         stale_after = timedelta(seconds=settings.processing_timeout_seconds)
-        if book.claim(_version(ref, etag), context.run_id, stale_after=stale_after).claimed:
-            book.mark_failed(
-                _version(ref, etag), context.run_id, error=error, error_class=error_class(error), duration_ms=0
-            )
+        claim = book.claim(_version(ref, etag), context.run_id, stale_after=stale_after)
+        if not claim.claimed:
+            # Another run holds or finished this version: its outcome, not ours, decides the document's fate.
+            context.log.info(f"Skipping {partition_key}@{etag} ({error}): {claim.status} in run {claim.run_id}")
+            return None
+        book.mark_failed(
+            _version(ref, etag), context.run_id, error=error, error_class=error_class(error), duration_ms=0
+        )
         raise DocumentFailureError(DocumentFailure(partition_key, ref, etag, None, None, error)) from error
     version = _version(ref, info.etag)
     claim = book.claim(

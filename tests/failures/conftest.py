@@ -1,3 +1,5 @@
+import uuid
+
 import dagster as dg
 import pytest
 
@@ -6,6 +8,7 @@ from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.sensors import document_discovery_sensor
+from tests.faults import S3FaultProxy
 
 
 class Pipeline:
@@ -51,3 +54,19 @@ def instance(tmp_path):
     home.mkdir()
     with dg.DagsterInstance.local_temp(str(home), overrides={"telemetry": {"enabled": False}}) as instance:
         yield instance
+
+
+@pytest.fixture
+def s3_proxy(s3_server):
+    """A fault-injecting loopback proxy in front of the local S3 server (see tests/faults/s3_proxy.py)."""
+    with S3FaultProxy(s3_server.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def bronze_bucket(s3_client):
+    """A second fresh bucket, for bronze and the dead-letter queue (prefixes ``bronze`` and ``dlq``)."""
+    name = f"bronze-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name)
+    yield name
+    s3_client.delete_bucket(Bucket=name)

@@ -137,7 +137,6 @@ def test_a_stale_processing_row_is_requeued_and_ingested_once(tmp_path, inbox, m
     assert pipeline.ledger.claim(
         {**version, "partition_key": request.partition_key}, "dead-run", stale_after=timedelta(1)
     ).claimed
-    assert pipeline.run(request.partition_key).asset_materializations_for_node("raw_documents") == []
     time.sleep(1.2)
     tick, [run] = pipeline.run_requests()
     assert [r.run_key for r in tick.run_requests] == [f"{request.run_key}#1"]

@@ -148,3 +148,12 @@ def test_dead_letters_keep_one_open_record_per_version(ledger):
     assert ledger.close_dead_letters(version(), "resolved", moved) == [record["dlq_key"]]
     assert ledger.open_dead_letters() == []
     assert ledger.dead_letter_rows()[0]["dlq_key"] == "dlq/resolved/ingestion/2026/11/22/x.json"
+
+
+def test_failing_a_version_in_flight_leaves_another_runs_claim_alone(ledger):
+    ledger.record_discovered([version(), version("b.csv")])
+    ledger.claim(version(), "live", stale_after=LONG)
+    for v in (version(), version("b.csv")):
+        ledger.fail_in_flight(v, "crashed", error_class="unexpected", error_type="Boom", message="step died")
+    assert (ledger.get(version())["status"], ledger.get(version())["run_id"]) == ("PROCESSING", "live")
+    assert (ledger.get(version("b.csv"))["status"], ledger.get(version("b.csv"))["run_id"]) == ("FAILED", "crashed")

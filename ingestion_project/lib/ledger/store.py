@@ -132,11 +132,15 @@ class Ledger:
         )
 
     def fail_in_flight(self, version: dict, run_id: str, *, error_class: str, error_type: str, message: str) -> None:
-        """A version a run could not even start on (e.g. its step died): DISCOVERED/PROCESSING → FAILED."""
+        """A version a run could not even start on (e.g. its step died) → FAILED, if no other run holds it.
+
+        Only DISCOVERED rows, or PROCESSING rows this very run holds: a live claim of another run stays its own.
+        """
+        held_here = (t.status == Status.PROCESSING) & (t.run_id == run_id)
         with self.engine.begin() as conn:
             conn.execute(
                 processed_files.update()
-                .where(_matches(version), t.status.in_([Status.DISCOVERED, Status.PROCESSING]))
+                .where(_matches(version), (t.status == Status.DISCOVERED) | held_here)
                 .values(
                     status=Status.FAILED,
                     run_id=run_id,

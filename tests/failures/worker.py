@@ -1,0 +1,71 @@
+"""A worker in its own process for the failure tests: the real ingestion job, one partition, then a report.
+
+    python -m tests.failures.worker --sources FILE --ledger-url URL --dagster-home DIR --endpoint-url URL \\
+        --partition KEY --result FILE [--ready FILE --go FILE]
+
+S3 credentials come from the environment (the test's AWS_* variables); the S3 endpoint is the test's proxy. With
+``--ready``/``--go`` the worker loads everything, creates the ready file and starts its run only once the go file
+exists (waiting at most a minute), so two workers can be released at the same moment. The result file gets the
+run id, its success, the materialized partitions and the run's log lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from tests.failures.conftest import Pipeline
+
+GO_TIMEOUT_SECONDS = 60.0
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout:.0f}s")
+        time.sleep(0.005)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("sources", "ledger-url", "dagster-home", "endpoint-url", "partition", "result"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--ready")
+    parser.add_argument("--go")
+    args = parser.parse_args(argv)
+
+    resources = {
+        "ingestion": IngestionResource(s3=S3Resource(endpoint_url=args.endpoint_url), sources_file=args.sources),
+        "ledger": LedgerResource(url=args.ledger_url),
+    }
+    overrides = {"telemetry": {"enabled": False}}
+    with dg.DagsterInstance.local_temp(args.dagster_home, overrides=overrides) as instance:
+        pipeline = Pipeline(resources, instance)
+        # Resolve the job and load botocore's S3 client code now, so that a released worker claims at once.
+        pipeline.defs.get_job_def("ingest_documents")
+        resources["ingestion"].s3.get_client()
+        if args.ready:
+            Path(args.ready).touch()
+            _wait_for(Path(args.go), GO_TIMEOUT_SECONDS)
+        run = pipeline.run(args.partition)
+        report = {
+            "run_id": run.run_id,
+            "success": run.success,
+            "materialized": [m.partition for m in run.asset_materializations_for_node("raw_documents")],
+            "messages": [e.user_message for e in instance.all_logs(run.run_id) if not e.is_dagster_event],
+        }
+    result = Path(args.result)
+    result.with_suffix(".tmp").write_text(json.dumps(report))
+    result.with_suffix(".tmp").replace(result)
+    return 0 if run.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
