@@ -111,6 +111,14 @@ def write_sources(tmp_path):
 
 
 @pytest.fixture
+def inbox(tmp_path):
+    """An empty folder for a local-folder source."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def ledger_resource(tmp_path):
     return LedgerResource(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}")
 

@@ -15,13 +15,6 @@ def pk(key: str) -> str:
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def make_pipeline(inbox, write_sources, resources_for, instance):
     def build(**source) -> Pipeline:
         config = {"name": "inbox", "type": "local", "path": str(inbox), "max_replays": 2, **source}

@@ -11,13 +11,6 @@ from ingestion_project.lib.object_store import LocalObjectStore
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def local_resources(inbox, write_sources, resources_for):
     return resources_for(write_sources([{"name": "inbox", "type": "local", "path": str(inbox), "include": ["*.csv"]}]))
 

@@ -14,13 +14,6 @@ ORDERS = "order_id,customer_id,amount\nORD-1,C1,10.50\nORD-2,C2,3.25\n"
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def resources(inbox, write_sources, resources_for):
     return resources_for(
         write_sources([{"name": "inbox", "type": "local", "path": str(inbox), "max_object_size": "1KiB"}])

@@ -43,11 +43,11 @@ def test_discovered_versions_are_known_by_key_and_etag(ledger):
     assert ledger.known_versions("s", "other", ["a.csv"]) == set()
 
 
-def test_only_one_of_many_concurrent_claimers_wins(ledger_url):
-    ledgers = [Ledger(create_ledger_engine(ledger_url)) for _ in range(8)]
-    ledgers[0].record_discovered([version()])
-    barrier = threading.Barrier(len(ledgers))
-    results = []
+def race_to_claim(ledger_url: str, claimers: int) -> list[bool]:
+    """Claim one version from ``claimers`` threads, each with its own engine, released at the same moment."""
+    ledgers = [Ledger(create_ledger_engine(ledger_url)) for _ in range(claimers)]
+    barrier = threading.Barrier(claimers)
+    results: list[bool] = []
 
     def claim(book: Ledger, run_id: str) -> None:
         barrier.wait(timeout=30)
@@ -58,25 +58,18 @@ def test_only_one_of_many_concurrent_claimers_wins(ledger_url):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert sorted(results) == [False] * 7 + [True]
+    return results
 
 
-def test_concurrent_first_claims_of_an_undiscovered_version_insert_once(ledger_url):
-    ledgers = [Ledger(create_ledger_engine(ledger_url)) for _ in range(6)]
-    barrier = threading.Barrier(len(ledgers))
-    results = []
+def test_only_one_of_many_concurrent_claimers_wins(ledger):
+    ledger.record_discovered([version()])
+    assert sorted(race_to_claim(ledger.engine.url.render_as_string(hide_password=False), 8)) == [False] * 7 + [True]
 
-    def claim(book: Ledger, run_id: str) -> None:
-        barrier.wait(timeout=30)
-        results.append(book.claim(version(), run_id, stale_after=LONG).claimed)
 
-    threads = [threading.Thread(target=claim, args=(book, f"run-{i}")) for i, book in enumerate(ledgers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+def test_concurrent_first_claims_of_an_undiscovered_version_insert_once(ledger):
+    results = race_to_claim(ledger.engine.url.render_as_string(hide_password=False), 6)
     assert results.count(True) == 1
-    assert len(ledgers[0].versions()) == 1
+    assert len(ledger.versions()) == 1
 
 
 def test_finished_versions_are_not_claimed_again_unless_forced(ledger):
