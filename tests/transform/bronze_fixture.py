@@ -43,6 +43,7 @@ class Version:
     fmt: str
     ingested_at: datetime
     data: pa.Table
+    committed: bool = True  # False: the data file landed but its manifest never did (the document failed)
 
     @property
     def is_text(self) -> bool:
@@ -203,6 +204,16 @@ def versions() -> list[Version]:
         Version("orders", "landing", "orders/2026-01.csv", "e1b", "csv", re_upload, orders_v2),
         Version("orders", "landing", "orders/2026-02.ndjson", "f1-2", "ndjson", feb_upload, orders_feb),
         Version("notes", "", "guides/ops runbook.md", "t1", "text", feb_upload, notes),
+        Version(
+            "orders",
+            "landing",
+            "orders/2026-01.csv",
+            "e1c-orphan",
+            "csv",
+            datetime(2026, 2, 2, 8, 0, tzinfo=UTC),
+            _orders_csv([("ORD-9999", "C001", jan_6, "delivered", 999.00)]),
+            committed=False,
+        ),
     ]
 
 
@@ -212,7 +223,8 @@ def bronze_files(root_for_source: dict[str, str]) -> dict[str, dict[str, pa.Tabl
     for version in versions():
         root = root_for_source[version.source]
         files.setdefault(root, {})[version.data_path] = version.data_with_lineage()
-        files[root][version.manifest_path] = version.manifest(root)
+        if version.committed:
+            files[root][version.manifest_path] = version.manifest(root)
     return files
 
 

@@ -29,6 +29,7 @@ def test_orders_come_only_from_the_latest_version_of_each_document(built_warehou
 
     assert set(orders) == bronze_fixture.EXPECTED_ORDER_IDS
     assert "ORD-1003" not in orders  # only in the first version of orders/2026-01.csv
+    assert "ORD-9999" not in orders  # only in a newer data file whose manifest never landed
     assert orders["ORD-1001"] == "e1b"
     assert built_warehouse.query("select amount, status from fct_orders where order_id = 'ORD-1001'") == [
         (Decimal("120.00"), "delivered")

@@ -8,12 +8,7 @@ source as (
 
 latest_document_versions as (
 
-    -- A re-uploaded document replaces every row of its earlier versions.
-    select * from source
-    qualify dense_rank() over (
-        partition by _source, _object_key
-        order by _ingested_at desc, _etag desc
-    ) = 1
+    {{ latest_document_versions('source') }}
 
 ),
 
