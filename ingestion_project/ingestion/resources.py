@@ -24,9 +24,13 @@ class IngestionResource(dg.ConfigurableResource):
     s3: S3Resource
     sources_file: str | None = None
     _client: object = PrivateAttr(default=None)
+    _settings: Settings | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
-        return load_settings(self.sources_file) if self.sources_file else default_settings()
+        # Read once per resource instance: it is consulted several times per document.
+        if self._settings is None:
+            self._settings = load_settings(self.sources_file) if self.sources_file else default_settings()
+        return self._settings
 
     def _s3_client(self):
         if self._client is None:
