@@ -30,6 +30,13 @@ class ConfigError(ValueError):
     """The sources file is invalid; the message names the file, the source and the field."""
 
 
+class UnknownSourceError(KeyError):
+    """A source name the sources file does not (or no longer) declare."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown source"
+
+
 def parse_size(value: int | str) -> int:
     """Parse ``1048576``, ``"10MiB"`` or ``"5 MB"`` into bytes."""
     if isinstance(value, bool):
@@ -82,6 +89,22 @@ class RetryConfig(_Strict):
     external: RetryLimits = RetryLimits(max_retries=2, delay_seconds=5, max_delay_seconds=30)
 
 
+class BatchSize(_Strict):
+    """How much one ingestion run carries: at most this many documents and (listed) bytes."""
+
+    documents: int = Field(default=500, ge=1, le=10_000)
+    bytes: Size = "256MiB"
+
+    @field_validator("bytes")
+    @classmethod
+    def _size_is_valid(cls, value: int | str) -> int:
+        return parse_size(value)
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.bytes)
+
+
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     include: tuple[Glob, ...] = ("*",)
@@ -90,6 +113,10 @@ class _SourceBase(_Strict):
     max_decompressed_size: Size = "500MiB"
     retries: RetryConfig = RetryConfig()
     max_replays: int = Field(default=3, ge=0, le=100)
+    batch_size: BatchSize = BatchSize()
+    # Runs that may die holding a version (killed, out of memory, failed before their claim) before it is
+    # quarantined with a dead letter saying so.
+    max_attempts: int = Field(default=3, ge=1, le=100)
 
     @field_validator("include", "exclude")
     @classmethod
@@ -190,8 +217,15 @@ class DeadLetterConfig(_Strict):
 class Settings(_Strict):
     bronze: BronzeConfig = BronzeConfig()
     dead_letter: DeadLetterConfig = DeadLetterConfig()
-    # A document PROCESSING for longer than this is taken for lost (its worker died) and requeued.
-    processing_timeout_seconds: int = Field(default=900, ge=1)
+    # A run renews its lease on the versions it holds every third of this; a lease not renewed for this long
+    # means the run died, and its versions are released.
+    lease_seconds: int = Field(default=60, ge=2, le=3600)
+    # A requested version no run has claimed after this long, with no queued or running run for its request,
+    # is requested again under a new run key.
+    request_timeout_seconds: int = Field(default=600, ge=1)
+    max_runs_per_tick: int = Field(default=8, ge=1, le=100)
+    # A retry delay above this ends the run for that version: it goes back to the ledger with a not-before time.
+    max_in_run_backoff_seconds: float = Field(default=10, ge=0, le=3600)
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -211,7 +245,10 @@ class Settings(_Strict):
         for source in self.sources:
             if source.name == name:
                 return source
-        raise KeyError(f"no source named {name!r} in the sources file")
+        raise UnknownSourceError(f"no source named {name!r} in the sources file (was it removed?)")
+
+    def has_source(self, name: str) -> bool:
+        return any(source.name == name for source in self.sources)
 
     def dead_letter_s3(self) -> S3BronzeConfig:
         return self.dead_letter.s3 or S3BronzeConfig(bucket=self.bronze.s3.bucket, prefix="dlq")

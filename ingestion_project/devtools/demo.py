@@ -20,7 +20,7 @@ import duckdb
 
 from ingestion_project.devtools.local_s3 import LocalS3Server
 from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
-from ingestion_project.failures.assets import conservation
+from ingestion_project.failures.assets import TERMINAL_FIGURES, conservation
 from ingestion_project.lib.ledger import Ledger
 
 WORK_DIR = Path(__file__).resolve().parents[2] / ".local" / "demo"
@@ -58,17 +58,16 @@ def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     ingest = defs.get_job_def("ingest_documents")
     for request in found.run_requests:
-        report.requested.append(request.partition_key)
+        report.requested.append(request.run_key)
         result = ingest.execute_in_process(
             instance=instance,
-            partition_key=request.partition_key,
             tags=request.tags,
-            run_config=QUIET,
+            run_config={**request.run_config, **QUIET},
             raise_on_error=False,
         )
         if not result.success:
             failure = result.failure_data_for_node("raw_documents")
-            report.failures[request.partition_key] = (
+            report.failures[request.run_key] = (
                 failure.user_failure_data.description if failure and failure.user_failure_data else "run failed"
             )
     build = _tick(defs, "warehouse_after_ingestion_sensor", instance)
@@ -106,7 +105,7 @@ def summarize_failures(book: Ledger) -> list[str]:
     figures = conservation(book)
     rows = []
     for source, f in sorted(figures.items()):
-        ends = f["success"] + f["failed"] + f["skipped"] + f["quarantined"] + f["in_flight"]
+        ends = sum(f[name] for name in TERMINAL_FIGURES) + f["in_flight"]
         rows.append(
             (
                 source,
@@ -114,6 +113,7 @@ def summarize_failures(book: Ledger) -> list[str]:
                 f["success"],
                 f["failed"],
                 f["skipped"],
+                f["superseded"],
                 f["quarantined"],
                 f["in_flight"],
                 "yes" if ends == f["discovered"] else "NO",
@@ -121,10 +121,18 @@ def summarize_failures(book: Ledger) -> list[str]:
         )
         if ends != f["discovered"]:
             problems.append(f"ledger of source {source} does not balance: {f}")
-    headers = ("source", "discovered", "success", "failed", "skipped", "quarantined", "in flight", "balanced")
-    print(
-        "\nConservation (discovered = success + failed + skipped + quarantined + in flight)\n" + _table(rows, headers)
+    headers = (
+        "source",
+        "discovered",
+        "success",
+        "failed",
+        "skipped",
+        "superseded",
+        "quarantined",
+        "in flight",
+        "balanced",
     )
+    print("\nConservation (discovered = every terminal state + in flight)\n" + _table(rows, headers))
     return problems
 
 

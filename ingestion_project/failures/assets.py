@@ -16,6 +16,7 @@ from ingestion_project.lib.ledger import IN_FLIGHT, Ledger, Status, dead_letters
 from ingestion_project.transform.project import ensure_warehouse_dir, warehouse_path
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+TERMINAL_FIGURES = ("success", "failed", "skipped", "superseded", "quarantined")
 
 
 def _arrow_type(column: sa.Column) -> pa.DataType:
@@ -46,6 +47,7 @@ def conservation(book: Ledger) -> dict[str, dict[str, int]]:
         Status.SUCCESS: "success",
         Status.FAILED: "failed",
         Status.SKIPPED: "skipped",
+        Status.SUPERSEDED: "superseded",
         Status.QUARANTINED: "quarantined",
     }
     figures: dict[str, dict[str, int]] = {}
@@ -96,7 +98,7 @@ def ledger_is_conserved(ledger: LedgerResource) -> dg.AssetCheckResult:
     unbalanced = {
         source: f
         for source, f in figures.items()
-        if f["discovered"] != f["success"] + f["failed"] + f["skipped"] + f["quarantined"] + f["in_flight"]
+        if f["discovered"] != sum(f[name] for name in TERMINAL_FIGURES) + f["in_flight"]
     }
     versions = book.versions()
     duplicates = len(versions) - len({(r["source"], r["bucket"], r["object_key"], r["etag"]) for r in versions})

@@ -7,7 +7,7 @@ through the same job, retries and dead-letter hook as any ingestion. Versions ou
 
 import dagster as dg
 
-from ingestion_project.failures.dead_letters import QUARANTINED, close_records
+from ingestion_project.failures.dead_letters import write_pending
 from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
 from ingestion_project.lib.ledger.store import VERSION_FIELDS
 
@@ -24,18 +24,26 @@ def replay_dead_letters(
     context: dg.OpExecutionContext, config: ReplayConfig, ingestion: IngestionResource, ledger: LedgerResource
 ) -> dg.Output[dict]:
     """Request a replay of every open dead letter with retries left; quarantine the rest."""
-    book = ledger.ledger()
-    outcome: dict[str, list[str]] = {"requested": [], "quarantined": [], "in_flight": []}
+    book, settings = ledger.ledger(), ingestion.settings()
+    outcome: dict[str, list[str]] = {"requested": [], "quarantined": [], "in_flight": [], "source_removed": []}
     for letter in book.open_dead_letters(config.limit, config.source):
         version = {name: letter[name] for name in VERSION_FIELDS}
-        if letter["retry_count"] >= letter["max_retries"]:
-            close_records(*ingestion.dead_letter_store(letter["source"]), book, version, QUARANTINED)
+        if not settings.has_source(letter["source"]):
+            # Kept open (FAILED) as it is: restoring the source makes it replayable again.
+            context.log.warning(
+                f"Not replaying {letter['partition_key']}: source '{letter['source']}' is not in the sources file"
+            )
+            outcome["source_removed"].append(letter["partition_key"])
+        elif letter["retry_count"] >= letter["max_retries"]:
             book.quarantine(version)
             outcome["quarantined"].append(letter["partition_key"])
         elif book.request_replay(version):
             outcome["requested"].append(letter["partition_key"])
         else:
             outcome["in_flight"].append(letter["partition_key"])
+    _written, problems = write_pending(book, ingestion.dead_letter_store)
+    for problem in problems:
+        context.log.error(f"Dead-letter record still pending (the discovery sensor retries it): {problem}")
     context.log.info(", ".join(f"{name}: {len(keys)}" for name, keys in outcome.items()))
     return dg.Output(
         outcome,
@@ -43,6 +51,7 @@ def replay_dead_letters(
             "requested": dg.MetadataValue.int(len(outcome["requested"])),
             "quarantined": dg.MetadataValue.int(len(outcome["quarantined"])),
             "still_in_flight": dg.MetadataValue.int(len(outcome["in_flight"])),
+            "source_removed": dg.MetadataValue.int(len(outcome["source_removed"])),
             "documents": dg.MetadataValue.json(outcome),
         },
     )

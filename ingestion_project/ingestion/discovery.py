@@ -11,34 +11,26 @@ from ingestion_project.lib.errors import DocumentError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Ledger
 from ingestion_project.lib.object_store import ObjectInfo, ObjectStore
+from ingestion_project.lib.versions import DocumentVersion
 
 # One ledger query per listing page keeps memory flat however large the bucket is.
 PAGE_SIZE = 1000
 
 
-@dataclass(frozen=True)
-class NewVersion:
-    ref: DocumentRef
-    info: ObjectInfo
-
-    @property
-    def run_key(self) -> str:
-        # Key + ETag: the same version is never launched twice; a changed object gets a new run.
-        return f"{self.ref.partition_key}@{self.info.etag}"
-
-
 @dataclass
 class Discovery:
-    new: list[NewVersion] = field(default_factory=list)
+    new: list[DocumentVersion] = field(default_factory=list)
     listed: dict[str, int] = field(default_factory=dict)
     known: int = 0
+    superseded: int = 0
     errors: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         listed = sum(self.listed.values())
+        superseded = f", {self.superseded} older version(s) superseded" if self.superseded else ""
         return (
             f"listed {listed} matching object(s) in {len(self.listed)} source(s): "
-            f"{len(self.new)} new or changed, {self.known} already known"
+            f"{len(self.new)} new or changed, {self.known} already known{superseded}"
         )
 
 
@@ -48,14 +40,13 @@ def _chunks(items: Iterator[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]
 
 
 def discover(settings: Settings, store_for: Callable[[str], ObjectStore], ledger: Ledger) -> Discovery:
-    """List every source and return the versions the ledger has not seen, recording them as DISCOVERED.
-
-    A source whose listing fails is reported in ``errors`` and does not stop the others.
-    """
+    """List every source and record the versions the ledger has not seen as DISCOVERED (older waiting or failed
+    versions of the same objects become SUPERSEDED). A source whose listing fails is reported in ``errors`` and
+    does not stop the others."""
     found = Discovery()
     for source in settings.sources:
         store = store_for(source.name)
-        seen: set[tuple[str, str]] = set()  # the same version listed twice in one pass is requested once
+        seen: set[tuple[str, str]] = set()  # the same version listed twice in one pass is recorded once
         listed = 0
         try:
             matching = (o for o in store.list_objects(source.prefix) if source.matches(o.key))
@@ -69,19 +60,9 @@ def discover(settings: Settings, store_for: Callable[[str], ObjectStore], ledger
                         found.known += 1
                     elif version not in seen:
                         seen.add(version)
-                        fresh.append(NewVersion(DocumentRef(source.name, store.bucket, info.key), info))
-                ledger.record_discovered(
-                    {
-                        "source": v.ref.source,
-                        "bucket": v.ref.bucket,
-                        "object_key": v.ref.key,
-                        "etag": v.info.etag,
-                        "partition_key": v.ref.partition_key,
-                        "size_bytes": v.info.size,
-                        "modified_at": v.info.last_modified,
-                    }
-                    for v in fresh
-                )
+                        ref = DocumentRef(source.name, store.bucket, info.key)
+                        fresh.append(DocumentVersion(ref, info.etag, info.version_id, info.size, info.last_modified))
+                found.superseded += len(ledger.record_discovered(fresh))
                 found.new.extend(fresh)
         except DocumentError as e:
             found.errors[source.name] = str(e)

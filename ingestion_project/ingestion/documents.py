@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,13 +21,18 @@ from ingestion_project.lib.errors import ValidationError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import ObjectInfo, ObjectStore
 from ingestion_project.lib.parsing import parse_document
+from ingestion_project.lib.versions import DocumentVersion
+
+
+class LeaseLostError(Exception):
+    """The run no longer holds the version: another run owns its outcome, so nothing is committed."""
 
 
 @dataclass(frozen=True)
 class IngestedDocument:
     """What landing one document version produced."""
 
-    ref: DocumentRef
+    version: DocumentVersion
     info: ObjectInfo
     sha256: str
     format: str
@@ -36,45 +42,55 @@ class IngestedDocument:
     bronze_path: str
     duration_ms: int
 
+    @property
+    def ref(self) -> DocumentRef:
+        return self.version.ref
+
 
 def ingest_document(
-    ref: DocumentRef,
-    info: ObjectInfo,
+    version: DocumentVersion,
     source: S3SourceConfig | LocalSourceConfig,
     store: ObjectStore,
     bronze: tuple[ObjectStore, str],
+    still_held: Callable[[], bool] = lambda: True,
 ) -> IngestedDocument:
-    """Land the version ``info`` (from a HEAD) of one document as bronze; raise a DocumentError if it cannot be.
+    """Land exactly the pinned ``version`` of one document as bronze; raise a DocumentError if it cannot be.
 
-    The source object is only read, never modified; reading is conditional on ``info.etag``. The data file is
-    written before the manifest, so a manifest row always points at a complete data file.
+    The source object is only read, never modified; the GET is conditional on the pinned ETag (SupersededError
+    when the object has moved on). The data file is written before the manifest, and the manifest — the commit —
+    only while ``still_held()``, so a run that lost its lease commits nothing.
     """
     started = time.monotonic()
-    if info.size == 0:
-        raise ValidationError(f"{ref.uri} is empty (0 bytes)")
-    if info.size > source.max_object_bytes:
+    ref = version.ref
+    if version.size is not None and version.size > source.max_object_bytes:
         raise ValidationError(
-            f"{ref.uri} is {info.size:,} bytes, over the {source.max_object_bytes:,}-byte limit "
+            f"{ref.uri} is {version.size:,} bytes, over the {source.max_object_bytes:,}-byte limit "
             f"of source '{source.name}'"
         )
-    data = store.read(ref.key, etag=info.etag, max_bytes=source.max_object_bytes)
+    data, info = store.read(
+        ref.key, etag=version.etag, max_bytes=source.max_object_bytes, version_id=version.version_id
+    )
+    if not data:
+        raise ValidationError(f"{ref.uri} is empty (0 bytes)")
     sha256 = hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, ref.key, info.content_type, max_decompressed_bytes=source.max_decompressed_bytes)
 
     ingested_at = datetime.now(UTC)
-    version = BronzeVersion(ref, info.etag, parsed.is_text)
+    bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)
     bronze_store, prefix = bronze
     in_root = (lambda key: f"{prefix}/{key}") if prefix else (lambda key: key)
-    table = with_lineage(parsed.table, ref, info.etag, sha256, ingested_at)
-    bronze_path = bronze_store.write_atomic(in_root(version.data_key), to_parquet_bytes(table), PARQUET_CONTENT_TYPE)
+    table = with_lineage(parsed.table, ref, version.etag, sha256, ingested_at)
+    bronze_path = bronze_store.write_atomic(
+        in_root(bronze_version.data_key), to_parquet_bytes(table), PARQUET_CONTENT_TYPE
+    )
     columns = columns_of(parsed.table)
     manifest = manifest_row(
         source=ref.source,
         bucket=ref.bucket,
         object_key=ref.key,
         partition_key=ref.partition_key,
-        etag=info.etag,
-        size_bytes=info.size,
+        etag=version.etag,
+        size_bytes=len(data),
         sha256=sha256,
         content_type=info.content_type,
         format=str(parsed.format),
@@ -83,10 +99,13 @@ def ingest_document(
         bronze_path=bronze_path,
         last_modified_at=info.last_modified,
         ingested_at=ingested_at,
+        discovery_seq=version.seq,
     )
-    bronze_store.write_atomic(in_root(version.manifest_key), to_parquet_bytes(manifest), PARQUET_CONTENT_TYPE)
+    if not still_held():
+        raise LeaseLostError(f"lost the lease on {version.label()} before committing it")
+    bronze_store.write_atomic(in_root(bronze_version.manifest_key), to_parquet_bytes(manifest), PARQUET_CONTENT_TYPE)
     return IngestedDocument(
-        ref=ref,
+        version=version,
         info=info,
         sha256=sha256,
         format=str(parsed.format),

@@ -1,49 +1,54 @@
-"""document_discovery_sensor: every new or changed object becomes a partition and a run.
+"""document_discovery_sensor: every new or changed object becomes a partition, and pinned versions go to runs in
+batches.
 
-The ledger, not the cursor, is the source of truth: a listed version the ledger lacks is new; besides those, the
-sensor requests versions the ledger holds as DISCOVERED but no run has picked up (a replay, a requeued version
-whose worker died, a tick whose runs were never launched).
+The ledger, not the cursor, is the source of truth: a listed version the ledger lacks is new. Each tick first
+reconciles what no run will finish by itself (expired leases, requests no run picked up, removed sources, dead
+letters still to write), then lists, then requests every due version — new, handed back after a backoff,
+released from a dead run, replayed — in batches of at most ``batch_size`` per source and ``max_runs_per_tick``
+runs.
 """
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from ingestion_project.failures.reconcile import Reconciliation, reconcile_ledger
+from ingestion_project.ingestion.batches import Batch, plan_batches
 from ingestion_project.ingestion.discovery import Discovery, discover
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
-from ingestion_project.lib.ledger import run_key_for
 
 
-def _request(partition_key: str, source: str, etag: str, run_key: str) -> dg.RunRequest:
-    return dg.RunRequest(
-        run_key=run_key,
-        partition_key=partition_key,
-        tags={"ingestion/source": source, "ingestion/etag": etag},
-    )
-
-
-def build_result(found: Discovery, pending: list[dict] | None = None) -> dg.SensorResult | dg.SkipReason:
-    """Turn one pass into partition additions + one run per version to ingest, or a reason to skip."""
-    pending = pending or []
+def build_result(
+    found: Discovery, batches: list[Batch], reconciled: Reconciliation | None = None
+) -> dg.SensorResult | dg.SkipReason:
+    """Turn one pass into partition additions + one run request per batch, or a reason to skip."""
+    documents = sum(len(batch.rows) for batch in batches)
     cursor = json.dumps(
         {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "listed": found.listed,
             "new": len(found.new),
-            "again": len(pending),
+            "requested": documents,
+            "runs": len(batches),
         }
     )
-    failing = "".join(f"; listing {name} failed: {reason}" for name, reason in found.errors.items())
-    if not found.new and not pending:
-        return dg.SkipReason(f"No new or changed documents: {found.summary()}{failing}")
-    requests = [_request(v.ref.partition_key, v.ref.source, v.info.etag, v.run_key) for v in found.new]
-    requests += [_request(r["partition_key"], r["source"], r["etag"], run_key_for(r)) for r in pending]
-    keys = list(dict.fromkeys(v.ref.partition_key for v in found.new))
+    notes = "".join(f"; listing {name} failed: {reason}" for name, reason in found.errors.items())
+    if reconciled and reconciled.summary():
+        notes += f"; reconciled: {reconciled.summary()}"
+    keys = list(
+        dict.fromkeys([v.partition_key for v in found.new] + [r["partition_key"] for b in batches for r in b.rows])
+    )
+    if not batches:
+        if keys:
+            return dg.SensorResult(
+                dynamic_partitions_requests=[documents_partitions.build_add_request(keys)], cursor=cursor
+            )
+        return dg.SkipReason(f"No documents to request: {found.summary()}{notes}")
     return dg.SensorResult(
-        run_requests=requests,
+        run_requests=[batch.run_request() for batch in batches],
         dynamic_partitions_requests=[documents_partitions.build_add_request(keys)] if keys else [],
         cursor=cursor,
     )
@@ -53,22 +58,24 @@ def build_result(found: Discovery, pending: list[dict] | None = None) -> dg.Sens
     job=ingest_documents_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Lists every configured source and requests one run per new or changed document.",
+    description="Lists every configured source and requests runs of pinned document versions, in batches.",
 )
 def document_discovery_sensor(
     context: dg.SensorEvaluationContext, ingestion: IngestionResource, ledger: LedgerResource
 ) -> dg.SensorResult | dg.SkipReason:
     settings, book = ingestion.settings(), ledger.ledger()
+    reconciled = reconcile_ledger(context.instance, settings, book, ingestion.dead_letter_store)
+    if reconciled.summary():
+        context.log.warning(f"Reconciled the ledger: {reconciled.summary()}")
+    for problem in reconciled.problems:
+        context.log.error(f"Dead-letter record still pending: {problem}")
     found = discover(settings, ingestion.source_store, book)
     for name, reason in found.errors.items():
         context.log.error(f"Listing source '{name}' failed: {reason}")
     if found.errors and len(found.errors) == len(found.listed):
         raise RuntimeError(f"Every source failed to list: {found.errors}")
-    stale_after = timedelta(seconds=settings.processing_timeout_seconds)
-    for row in book.requeue_stale(stale_after):
-        context.log.warning(
-            f"Requeued {row['partition_key']}@{row['etag']}: run {row['run_id']} stopped while processing it"
-        )
-    pending = book.take_pending_requests(stale_after)
-    context.log.info(f"{found.summary()}; {len(pending)} requested again (replays, requeues)")
-    return build_result(found, pending)
+    batches = plan_batches(settings, book)
+    context.log.info(
+        f"{found.summary()}; requested {sum(len(b.rows) for b in batches)} version(s) in {len(batches)} run(s)"
+    )
+    return build_result(found, batches, reconciled)

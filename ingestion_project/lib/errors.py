@@ -24,3 +24,8 @@ class ExternalError(DocumentError):
 
 class TransientError(DocumentError):
     """A fault that may pass on its own (timeouts, throttling, 5xx). Retried with backoff."""
+
+
+class SupersededError(DocumentError):
+    """The pinned version is no longer the object's current one (its ETag no longer matches). Not a failure:
+    the version ends SUPERSEDED and the newer version is ingested on its own."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from ingestion_project.lib.errors import ExternalError, TransientError, ValidationError
+from ingestion_project.lib.errors import ExternalError, SupersededError, TransientError, ValidationError
 
 _TRANSIENT_CODES = {
     "InternalError",
@@ -28,13 +28,13 @@ _TRANSIENT_CODES = {
     "ThrottlingException",
     "RequestTimeout",
     "RequestTimeTooSkewed",
-    "PreconditionFailed",  # the object changed between HEAD and GET: the next try reads the new version
     "500",
     "502",
     "503",
     "504",
-    "412",
 }
+# The pinned ETag no longer matches: the object was overwritten since it was listed.
+_SUPERSEDED_CODES = {"PreconditionFailed", "412"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class ObjectInfo:
     size: int
     last_modified: datetime
     content_type: str | None = None
+    version_id: str | None = None
 
 
 class ObjectStore(Protocol):
@@ -53,9 +54,11 @@ class ObjectStore(Protocol):
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def head(self, key: str) -> ObjectInfo: ...
-    def read(self, key: str, *, etag: str, max_bytes: int) -> bytes: ...
+    def read(
+        self, key: str, *, etag: str, max_bytes: int, version_id: str | None = None
+    ) -> tuple[bytes, ObjectInfo]: ...
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str: ...
-    def move(self, key: str, new_key: str) -> str: ...
+    def delete(self, key: str) -> None: ...
     def uri(self, key: str) -> str: ...
 
 
@@ -106,19 +109,39 @@ class S3ObjectStore:
             size=head["ContentLength"],
             last_modified=head["LastModified"],
             content_type=head.get("ContentType"),
+            version_id=_version_id(head),
         )
 
-    def read(self, key: str, *, etag: str, max_bytes: int) -> bytes:
-        """The object's bytes, only if it still has ``etag`` and is no larger than ``max_bytes``."""
+    def read(self, key: str, *, etag: str, max_bytes: int, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """The bytes of exactly the version ``etag`` (and ``version_id``, when given) and what the GET said of it.
+
+        Raises SupersededError when the object no longer has that ETag, ValidationError past ``max_bytes``.
+        """
+        extra = {"VersionId": version_id} if version_id else {}
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"')["Body"]
+            response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"', **extra)
+            body = response["Body"]
             data = body.read(max_bytes + 1)
             body.close()
-        except (ClientError, BotoCoreError) as e:
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _SUPERSEDED_CODES or status in _SUPERSEDED_CODES:
+                raise SupersededError(f"{self.uri(key)} no longer has ETag {etag}: it was overwritten") from e
+            raise classify_s3_error(e, f"GET {self.uri(key)}") from e
+        except BotoCoreError as e:
             raise classify_s3_error(e, f"GET {self.uri(key)}") from e
         if len(data) > max_bytes:
             raise ValidationError(f"{self.uri(key)} grew past the {max_bytes:,}-byte limit while downloading")
-        return data
+        info = ObjectInfo(
+            key=key,
+            etag=response["ETag"].strip('"'),
+            size=response.get("ContentLength", len(data)),
+            last_modified=response["LastModified"],
+            content_type=response.get("ContentType"),
+            version_id=_version_id(response),
+        )
+        return data, info
 
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str:
         # A single PUT is atomic on S3: readers see the old object, or none, or the whole new one.
@@ -128,17 +151,21 @@ class S3ObjectStore:
             raise classify_s3_error(e, f"PUT {self.uri(key)}") from e
         return self.uri(key)
 
-    def move(self, key: str, new_key: str) -> str:
-        """Move one of the platform's own objects (dead-letter records); never used on source documents."""
+    def delete(self, key: str) -> None:
+        """Delete one of the platform's own objects (a dead-letter record's old copy); never a source document."""
         try:
-            self.client.copy_object(Bucket=self.bucket, Key=new_key, CopySource={"Bucket": self.bucket, "Key": key})
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as e:
-            raise classify_s3_error(e, f"moving {self.uri(key)}") from e
-        return self.uri(new_key)
+            raise classify_s3_error(e, f"DELETE {self.uri(key)}") from e
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def _version_id(response: dict) -> str | None:
+    # Unversioned buckets report no version id, or the literal "null".
+    value = response.get("VersionId")
+    return value if value and value != "null" else None
 
 
 class LocalObjectStore:
@@ -181,12 +208,13 @@ class LocalObjectStore:
         except FileNotFoundError as e:
             raise ExternalError(f"{path} no longer exists") from e
 
-    def read(self, key: str, *, etag: str, max_bytes: int) -> bytes:
+    def read(self, key: str, *, etag: str, max_bytes: int, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
         path = self._path(key)
         try:
             with path.open("rb") as f:
-                if self._info(key, os.fstat(f.fileno())).etag != etag:
-                    raise TransientError(f"{path} changed while being read")
+                info = self._info(key, os.fstat(f.fileno()))
+                if info.etag != etag:
+                    raise SupersededError(f"{path} was rewritten since it was listed")
                 data = f.read(max_bytes + 1)
         except FileNotFoundError as e:
             raise ExternalError(f"{path} no longer exists") from e
@@ -194,7 +222,9 @@ class LocalObjectStore:
             raise ExternalError(f"{path}: permission denied") from e
         if len(data) > max_bytes:
             raise ValidationError(f"{path} grew past the {max_bytes:,}-byte limit while reading")
-        return data
+        if self._info(key, path.stat()).etag != etag:
+            raise SupersededError(f"{path} was rewritten while being read")
+        return data, info
 
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str:
         # Write beside the target, flush to disk, then rename: a reader never sees a partial file.
@@ -212,12 +242,9 @@ class LocalObjectStore:
             raise
         return str(path)
 
-    def move(self, key: str, new_key: str) -> str:
-        """Move one of the platform's own files (dead-letter records); never used on source documents."""
-        target = self._path(new_key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._path(key), target)
-        return str(target)
+    def delete(self, key: str) -> None:
+        """Delete one of the platform's own files (a dead-letter record's old copy); never a source document."""
+        self._path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
         return str(self.root / key)

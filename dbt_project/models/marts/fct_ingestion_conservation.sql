@@ -39,6 +39,7 @@ states as (
         count(*) filter (where status = 'SUCCESS') as succeeded_count,
         count(*) filter (where status = 'FAILED') as failed_count,
         count(*) filter (where status = 'SKIPPED') as skipped_count,
+        count(*) filter (where status = 'SUPERSEDED') as superseded_count,
         count(*) filter (where status = 'QUARANTINED') as quarantined_count,
         count(*) filter (where is_in_flight) as in_flight_count
 
@@ -55,12 +56,13 @@ final as (
         states.succeeded_count,
         states.failed_count,
         states.skipped_count,
+        states.superseded_count,
         states.quarantined_count,
         states.in_flight_count,
         discovered.duplicated_version_count,
         -- A version with two rows, or in an unknown state, breaks the balance.
         discovered.discovered_count = states.succeeded_count + states.failed_count + states.skipped_count
-            + states.quarantined_count + states.in_flight_count as is_balanced
+            + states.superseded_count + states.quarantined_count + states.in_flight_count as is_balanced
 
     from discovered
     inner join states

@@ -13,18 +13,27 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from ingestion_project.lib.ledger.schema import IN_FLIGHT, POSTGRES_SCHEMA, Status, dead_letters, processed_files
-from ingestion_project.lib.ledger.store import Claim, Ledger, run_key_for
+from ingestion_project.lib.ledger.schema import (
+    IN_FLIGHT,
+    POSTGRES_SCHEMA,
+    TERMINAL,
+    Status,
+    dead_letters,
+    processed_files,
+)
+from ingestion_project.lib.ledger.store import Failure, Lease, Ledger, closed_key
 
 __all__ = [
     "IN_FLIGHT",
-    "Claim",
+    "TERMINAL",
+    "Failure",
+    "Lease",
     "Ledger",
     "Status",
+    "closed_key",
     "create_ledger_engine",
     "dead_letters",
     "processed_files",
-    "run_key_for",
 ]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")

@@ -34,10 +34,13 @@ class Status(StrEnum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    SUPERSEDED = "SUPERSEDED"
     QUARANTINED = "QUARANTINED"
 
 
 IN_FLIGHT = (Status.DISCOVERED, Status.PROCESSING)
+# Every version ends in exactly one of these; FAILED always with an open dead letter.
+TERMINAL = (Status.SUCCESS, Status.FAILED, Status.SKIPPED, Status.SUPERSEDED, Status.QUARANTINED)
 
 processed_files = sa.Table(
     "processed_files",
@@ -64,11 +67,23 @@ processed_files = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("retry_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("run_id", sa.String(64)),
+    # 0002: pinned versions, leases, hand-backs and lost runs.
+    sa.Column("version_id", sa.Text),
+    sa.Column("lease_token", sa.String(64)),
+    sa.Column("lease_expires_at", UtcDateTime()),
+    sa.Column("not_before", UtcDateTime()),
+    sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lost_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("request_key", sa.Text),
+    sa.Column("request_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_traceback", sa.Text),
     sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_processed_files_version"),
     sa.Index("ix_processed_files_source_key", "source", "bucket", "object_key"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
     sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
     sa.Index("ix_processed_files_source_status", "source", "status"),
+    sa.Index("ix_processed_files_status_lease", "status", "lease_expires_at"),
+    sa.Index("ix_processed_files_request_key", "request_key"),
 )
 
 dead_letters = sa.Table(
@@ -81,7 +96,7 @@ dead_letters = sa.Table(
     sa.Column("etag", sa.String(255), nullable=False),
     sa.Column("partition_key", sa.Text, nullable=False),
     sa.Column("size_bytes", sa.BigInteger),
-    sa.Column("content_type", sa.String(255)),
+    sa.Column("content_type", sa.Text),
     sa.Column("error_class", sa.String(16), nullable=False),
     sa.Column("error_type", sa.String(128), nullable=False),
     sa.Column("error_message", sa.Text, nullable=False),
@@ -89,8 +104,14 @@ dead_letters = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("retry_count", sa.Integer, nullable=False),
     sa.Column("max_retries", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # open, resolved, quarantined
+    sa.Column("state", sa.String(16), nullable=False),  # open, resolved, quarantined, superseded
     sa.Column("closed_at", UtcDateTime()),
+    # 0002: the row is written before the JSON object; stored_key is where the object is now (NULL: not yet
+    # written). A later pass writes or moves the object until stored_key = dlq_key.
+    sa.Column("stored_key", sa.Text),
+    sa.Column("error_traceback", sa.Text),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("job_name", sa.String(255)),
     sa.Index("ix_dead_letters_state", "state"),
     sa.Index("ix_dead_letters_version", "source", "bucket", "object_key", "etag"),
 )

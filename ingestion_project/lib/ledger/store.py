@@ -1,39 +1,71 @@
-"""Reads and writes of the ledger: discovery, atomic claims, outcomes, requeues and dead letters."""
+"""Reads and writes of the ledger: discovery, requests, leased claims, fenced outcomes, releases, dead letters.
 
+A run claims the versions it was requested for with one UPDATE that gives them a lease: a token and an expiry the
+run renews while it works. Every outcome it records (SUCCESS, FAILED, SKIPPED, SUPERSEDED, a hand-back) matches the
+token, so a run whose lease was taken away records nothing. A FAILED outcome and its open dead letter are written
+in one transaction; the dead letter's JSON object follows (``stored_key`` says where it is so far).
+"""
+
+from __future__ import annotations
+
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ingestion_project.lib.ledger.schema import Status, dead_letters, processed_files
+from ingestion_project.lib.versions import DocumentVersion
 
 t = processed_files.c
+d = dead_letters.c
 VERSION_FIELDS = ("source", "bucket", "object_key", "etag")
+OPEN = "open"
+_MESSAGE_LIMIT = 4000
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _matches(version: dict):
-    return sa.and_(*(processed_files.c[name] == version[name] for name in VERSION_FIELDS))
+def _matches(version: dict, columns=t):
+    return sa.and_(*(columns[name] == version[name] for name in VERSION_FIELDS))
 
 
-def run_key_for(row: dict) -> str:
-    """Key + ETag, plus the retry count once a version is requested again (requeue, replay)."""
-    suffix = f"#{row['retry_count']}" if row.get("retry_count") else ""
-    return f"{row['partition_key']}@{row['etag']}{suffix}"
+def closed_key(key: str, state: str) -> str:
+    """Where an open record ``…/ingestion/YYYY/…`` goes when closed: ``…/<state>/ingestion/YYYY/…``."""
+    head, sep, tail = key.rpartition("ingestion/")
+    if not sep:
+        return f"{state}/{key}"
+    for closed in ("resolved/", "quarantined/", "superseded/"):
+        head = head.removesuffix(closed)
+    return f"{head}{state}/{sep}{tail}"
 
 
 @dataclass(frozen=True)
-class Claim:
-    """The outcome of trying to claim a version: ``claimed``, or who holds it and in what state."""
+class Lease:
+    """The versions one claim won, and the token that fences everything recorded for them."""
 
-    claimed: bool
-    status: str | None = None
-    run_id: str | None = None
+    token: str
+    run_id: str
+    rows: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a FAILED outcome records, for the ledger row and its dead letter."""
+
+    error_class: str
+    error_type: str
+    message: str
+    traceback: str | None
+    dlq_key: str
+    max_retries: int
+    job_name: str
+    content_type: str | None = None
+    attempts: int = 1
 
 
 class Ledger:
@@ -46,6 +78,8 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    # Discovery and requests
+
     def known_versions(self, source: str, bucket: str, keys: Sequence[str]) -> set[tuple[str, str]]:
         """The (key, etag) pairs among ``keys`` that the ledger already holds, in one query."""
         if not keys:
@@ -56,190 +90,448 @@ class Ledger:
         with self.engine.connect() as conn:
             return {(row.object_key, row.etag) for row in conn.execute(query)}
 
-    def record_discovered(self, rows: Iterable[dict]) -> int:
-        """Insert DISCOVERED rows (source, bucket, object_key, etag, partition_key, size_bytes, modified_at)."""
+    def record_discovered(self, versions: Iterable[DocumentVersion]) -> list[dict]:
+        """Insert new versions as DISCOVERED; older versions of the same objects that are waiting (DISCOVERED,
+        not claimed) or FAILED become SUPERSEDED, their open dead letters closed. Returns the superseded rows."""
         now = _now()
-        rows = [{**row, "status": Status.DISCOVERED, "discovered_at": now, "requested_at": now} for row in rows]
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(processed_files.insert(), rows)
-        return len(rows)
-
-    def claim(self, version: dict, run_id: str, *, stale_after: timedelta, force: bool = False) -> Claim:
-        """Atomically make ``run_id`` the one worker processing ``version``.
-
-        A single conditional UPDATE decides: on PostgreSQL a concurrent claimer blocks on the row lock and then
-        re-checks the condition against the committed row; SQLite serialises writers. Claimable are versions
-        discovered or failed, PROCESSING ones whose worker went silent for ``stale_after`` (or that this run
-        holds already, when a step retries), and with ``force`` finished ones too.
-        """
-        now = _now()
-        claimable = t.status.in_([Status.DISCOVERED, Status.FAILED]) | (
-            (t.status == Status.PROCESSING) & ((t.run_id == run_id) | (t.processing_started_at < now - stale_after))
-        )
-        if force:
-            claimable |= t.status.in_([Status.SUCCESS, Status.SKIPPED, Status.QUARANTINED])
-        values = {"status": Status.PROCESSING, "run_id": run_id, "processing_started_at": now}
-        for _ in range(2):
-            with self.engine.begin() as conn:
-                if conn.execute(processed_files.update().where(_matches(version), claimable).values(values)).rowcount:
-                    return Claim(True)
-                holder = conn.execute(sa.select(t.status, t.run_id).where(_matches(version))).first()
-                if holder is not None:
-                    return Claim(False, holder.status, holder.run_id)
-            try:  # never discovered (launched by hand, or the object changed since listing): claim by inserting
-                with self.engine.begin() as conn:
-                    conn.execute(processed_files.insert().values(**version, discovered_at=now, **values))
-                return Claim(True)
-            except sa.exc.IntegrityError:
-                continue  # another worker inserted it first: look again
-        return Claim(False)
-
-    def _finish(self, version: dict, run_id: str, **values) -> None:
-        # Only the claim holder records an outcome, so a requeued zombie cannot overwrite its successor's.
+        rows = [{**v.as_row(), "status": Status.DISCOVERED, "discovered_at": now} for v in versions]
+        if not rows:
+            return []
         with self.engine.begin() as conn:
-            conn.execute(
-                processed_files.update()
-                .where(_matches(version), t.run_id == run_id)
-                .values(processed_at=_now(), **values)
-            )
-
-    def mark_success(self, version: dict, run_id: str, *, sha256: str, records: int, bytes_read: int, duration_ms: int):
-        self._finish(
-            version,
-            run_id,
-            status=Status.SUCCESS,
-            sha256=sha256,
-            records_ingested=records,
-            bytes_read=bytes_read,
-            duration_ms=duration_ms,
-            error_class=None,
-            error_type=None,
-            error_message=None,
-        )
-
-    def mark_failed(
-        self, version: dict, run_id: str, *, error: BaseException, error_class: str, duration_ms: int
-    ) -> None:
-        self._finish(
-            version,
-            run_id,
-            status=Status.FAILED,
-            error_class=error_class,
-            error_type=type(error).__name__,
-            error_message=str(error)[:4000],
-            duration_ms=duration_ms,
-        )
-
-    def fail_in_flight(self, version: dict, run_id: str, *, error_class: str, error_type: str, message: str) -> None:
-        """A version a run could not even start on (e.g. its step died) → FAILED, if no other run holds it.
-
-        Only DISCOVERED rows, or PROCESSING rows this very run holds: a live claim of another run stays its own.
-        """
-        held_here = (t.status == Status.PROCESSING) & (t.run_id == run_id)
-        with self.engine.begin() as conn:
-            conn.execute(
-                processed_files.update()
-                .where(_matches(version), (t.status == Status.DISCOVERED) | held_here)
-                .values(
-                    status=Status.FAILED,
-                    run_id=run_id,
-                    processed_at=_now(),
-                    error_class=error_class,
-                    error_type=error_type,
-                    error_message=message[:4000],
-                )
-            )
-
-    def requeue_stale(self, stale_after: timedelta) -> list[dict]:
-        """PROCESSING rows whose worker went silent for ``stale_after`` go back to DISCOVERED, one retry more."""
-        cutoff = _now() - stale_after
-        stale = (t.status == Status.PROCESSING) & (t.processing_started_at < cutoff)
-        with self.engine.begin() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(sa.select(processed_files).where(stale))]
+            conn.execute(processed_files.insert(), rows)
+            superseded = []
             for row in rows:
+                older = (
+                    (t.source == row["source"])
+                    & (t.bucket == row["bucket"])
+                    & (t.object_key == row["object_key"])
+                    & (t.etag != row["etag"])
+                    & t.status.in_([Status.DISCOVERED, Status.FAILED])
+                )
+                for old in conn.execute(sa.select(processed_files).where(older)):
+                    old = dict(old._mapping)
+                    message = f"ETag {old['etag']} was replaced by {row['etag']} before it was ingested"
+                    conn.execute(
+                        processed_files.update()
+                        .where(t.id == old["id"], t.status == old["status"])
+                        .values(status=Status.SUPERSEDED, processed_at=now, error_message=message)
+                    )
+                    self._close_letters(conn, old, "superseded")
+                    superseded.append(old)
+        return superseded
+
+    def due(self, source: str, now: datetime | None = None, limit: int = 10_000) -> list[dict]:
+        """DISCOVERED versions of ``source`` that no run request carries and whose not-before time has come."""
+        now = now or _now()
+        query = (
+            sa.select(processed_files)
+            .where(
+                t.source == source,
+                t.status == Status.DISCOVERED,
+                t.requested_at.is_(None),
+                t.not_before.is_(None) | (t.not_before <= now),
+            )
+            .order_by(t.id)
+            .limit(limit)
+        )
+        return self._rows(query)
+
+    def next_wakeup(self) -> datetime | None:
+        """The earliest not-before time of a handed-back version, if any."""
+        query = sa.select(sa.func.min(t.not_before)).where(
+            t.status == Status.DISCOVERED, t.requested_at.is_(None), t.not_before.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def mark_requested(self, ids: Sequence[int], request_key: str) -> int:
+        """The versions ``ids`` are carried by the run request ``request_key`` (unless something took them)."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                processed_files.update()
+                .where(t.id.in_(list(ids)), t.status == Status.DISCOVERED, t.requested_at.is_(None))
+                .values(requested_at=_now(), request_key=request_key, request_count=t.request_count + 1)
+            ).rowcount
+
+    def ensure(self, versions: Sequence[DocumentVersion]) -> list[dict]:
+        """The rows of ``versions``, inserting the ones the ledger lacks as DISCOVERED (a run started by hand)."""
+        found = {}
+        for version in versions:
+            row = self.get(version.as_row())
+            if row is None:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(
+                            processed_files.insert().values(
+                                **version.as_row(), status=Status.DISCOVERED, discovered_at=_now()
+                            )
+                        )
+                except sa.exc.IntegrityError:
+                    pass  # inserted meanwhile by the sensor or another run
+                row = self.get(version.as_row())
+            found[row["id"]] = row
+        return list(found.values())
+
+    # Claims and leases
+
+    def claim(
+        self,
+        ids: Sequence[int],
+        run_id: str,
+        lease: timedelta,
+        *,
+        claimable: Sequence[str] = (Status.DISCOVERED,),
+    ) -> Lease:
+        """Atomically lease the claimable versions among ``ids`` to ``run_id``; versions this run already holds
+        (a step retry) are leased again. One UPDATE decides: on PostgreSQL a concurrent claimer blocks on the row
+        locks and re-checks the condition; SQLite serialises writers."""
+        token = uuid.uuid4().hex
+        now = _now()
+        condition = t.status.in_(list(claimable)) | ((t.status == Status.PROCESSING) & (t.run_id == run_id))
+        values = {
+            "status": Status.PROCESSING,
+            "run_id": run_id,
+            "lease_token": token,
+            "lease_expires_at": now + lease,
+            "processing_started_at": now,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(processed_files.update().where(t.id.in_(list(ids)), condition).values(values))
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(processed_files).where(t.lease_token == token))]
+        return Lease(token, run_id, sorted(rows, key=lambda r: r["id"]))
+
+    def renew(self, token: str, lease: timedelta) -> int:
+        """Push the lease's expiry forward (the heartbeat); the number of versions it still holds."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                processed_files.update()
+                .where(t.lease_token == token, t.status == Status.PROCESSING)
+                .values(lease_expires_at=_now() + lease)
+            ).rowcount
+
+    def holds(self, row_id: int, token: str) -> bool:
+        query = sa.select(t.id).where(t.id == row_id, t.lease_token == token, t.status == Status.PROCESSING)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def _fenced(self, conn: Connection, row_id: int, token: str, **values) -> bool:
+        fence = (t.id == row_id) & (t.lease_token == token) & (t.status == Status.PROCESSING)
+        return bool(conn.execute(processed_files.update().where(fence).values(**values)).rowcount)
+
+    # Outcomes (fenced by the lease token)
+
+    def succeed(
+        self, row_id: int, token: str, *, sha256: str, records: int, bytes_read: int, duration_ms: int
+    ) -> list[dict] | None:
+        """SUCCESS; the version's open dead letters are resolved. None when the lease was lost."""
+        with self.engine.begin() as conn:
+            if not self._fenced(
+                conn,
+                row_id,
+                token,
+                status=Status.SUCCESS,
+                processed_at=_now(),
+                sha256=sha256,
+                records_ingested=records,
+                bytes_read=bytes_read,
+                duration_ms=duration_ms,
+                lease_token=None,
+                error_class=None,
+                error_type=None,
+                error_message=None,
+                error_traceback=None,
+            ):
+                return None
+            return self._close_letters(conn, self._row(conn, row_id), "resolved")
+
+    def fail(self, row_id: int, token: str, failure: Failure, *, duration_ms: int = 0) -> bool:
+        """FAILED, and in the same transaction its open dead letter (one per version: a replay that fails again
+        refreshes it). The dead letter's object is written afterwards (``pending_dead_letters``)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            if not self._fenced(
+                conn,
+                row_id,
+                token,
+                status=Status.FAILED,
+                processed_at=now,
+                duration_ms=duration_ms,
+                lease_token=None,
+                error_class=failure.error_class,
+                error_type=failure.error_type[:128],
+                error_message=failure.message[:_MESSAGE_LIMIT],
+                error_traceback=failure.traceback,
+            ):
+                return False
+            self._open_letter(conn, self._row(conn, row_id), failure, now)
+        return True
+
+    def supersede(self, row_id: int, token: str, reason: str) -> list[dict] | None:
+        """SUPERSEDED: no longer the object's current version. Its open dead letters close as superseded."""
+        with self.engine.begin() as conn:
+            if not self._fenced(
+                conn,
+                row_id,
+                token,
+                status=Status.SUPERSEDED,
+                processed_at=_now(),
+                lease_token=None,
+                error_message=reason,
+            ):
+                return None
+            return self._close_letters(conn, self._row(conn, row_id), "superseded")
+
+    def skip(self, row_id: int, token: str, reason: str) -> bool:
+        with self.engine.begin() as conn:
+            return self._fenced(
+                conn, row_id, token, status=Status.SKIPPED, processed_at=_now(), lease_token=None, error_message=reason
+            )
+
+    def record_try(self, row_id: int, token: str, *, error_class: str, error_type: str, message: str) -> int | None:
+        """One more retryable failure of a version this lease holds; returns its tries so far (None: lease lost)."""
+        with self.engine.begin() as conn:
+            if not self._fenced(
+                conn,
+                row_id,
+                token,
+                tries=t.tries + 1,
+                error_class=error_class,
+                error_type=error_type[:128],
+                error_message=message[:_MESSAGE_LIMIT],
+            ):
+                return None
+            return conn.execute(sa.select(t.tries).where(t.id == row_id)).scalar()
+
+    def hand_back(self, row_id: int, token: str, not_before: datetime) -> bool:
+        """Give a version back to the ledger until ``not_before`` (a long backoff must not hold a run slot)."""
+        with self.engine.begin() as conn:
+            return self._fenced(
+                conn,
+                row_id,
+                token,
+                status=Status.DISCOVERED,
+                lease_token=None,
+                lease_expires_at=None,
+                requested_at=None,
+                not_before=not_before,
+            )
+
+    # Releases: runs that died, requests no run picked up, removed sources
+
+    def held_by(self, run_id: str) -> list[dict]:
+        return self._rows(sa.select(processed_files).where(t.status == Status.PROCESSING, t.run_id == run_id))
+
+    def requested_by(self, request_key: str) -> list[dict]:
+        """Versions a run request carries that no run has claimed (yet)."""
+        query = sa.select(processed_files).where(
+            t.status == Status.DISCOVERED, t.request_key == request_key, t.requested_at.is_not(None)
+        )
+        return self._rows(query)
+
+    def expired_leases(self, now: datetime | None = None) -> list[dict]:
+        query = sa.select(processed_files).where(t.status == Status.PROCESSING, t.lease_expires_at < (now or _now()))
+        return self._rows(query)
+
+    def stale_requests(self, older_than: timedelta) -> list[dict]:
+        query = sa.select(processed_files).where(
+            t.status == Status.DISCOVERED, t.requested_at < _now() - older_than, t.request_key.is_not(None)
+        )
+        return self._rows(query)
+
+    def release(self, row: dict, reason: str, *, quarantine: Failure | None = None, skip: bool = False) -> bool:
+        """A version whose run died or never started: back to DISCOVERED (re-requested under a new run key) with
+        one loss more; or QUARANTINED with a dead letter saying why; or SKIPPED (``skip``). Only if the row is
+        still as ``row`` shows it, so a run that meanwhile recorded an outcome keeps it."""
+        now = _now()
+        unchanged = (
+            (t.id == row["id"])
+            & (t.status == row["status"])
+            & (t.lease_token.is_(None) if row["lease_token"] is None else t.lease_token == row["lease_token"])
+            & (t.request_count == row["request_count"])
+        )
+        common = {"lease_token": None, "lease_expires_at": None, "lost_count": t.lost_count + 1}
+        if skip:
+            values = {**common, "status": Status.SKIPPED, "processed_at": now, "error_message": reason}
+        elif quarantine is not None:
+            values = {
+                **common,
+                "status": Status.QUARANTINED,
+                "processed_at": now,
+                "error_class": quarantine.error_class,
+                "error_type": quarantine.error_type,
+                "error_message": reason[:_MESSAGE_LIMIT],
+            }
+        else:
+            values = {
+                **common,
+                "status": Status.DISCOVERED,
+                "requested_at": None,
+                "error_type": "WorkerLost",
+                "error_message": reason[:_MESSAGE_LIMIT],
+            }
+        with self.engine.begin() as conn:
+            if not conn.execute(processed_files.update().where(unchanged).values(values)).rowcount:
+                return False
+            if quarantine is not None:
+                self._open_letter(conn, self._row(conn, row["id"]), quarantine, now, state="quarantined")
+        return True
+
+    def skip_waiting(self, source: str, reason: str) -> list[dict]:
+        """Versions of a removed source that wait for a run (DISCOVERED, or PROCESSING with an expired lease)
+        become SKIPPED with ``reason``; a live lease finishes on its own."""
+        now = _now()
+        waiting = (t.source == source) & (
+            (t.status == Status.DISCOVERED) | ((t.status == Status.PROCESSING) & (t.lease_expires_at < now))
+        )
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(processed_files).where(waiting))]
+            if rows:
                 conn.execute(
                     processed_files.update()
-                    .where(t.id == row["id"], stale)
+                    .where(t.id.in_([r["id"] for r in rows]), waiting)
                     .values(
-                        status=Status.DISCOVERED,
-                        requested_at=None,
-                        retry_count=t.retry_count + 1,
-                        error_type="WorkerLost",
-                        error_message=f"run {row['run_id']} stopped while processing",
+                        status=Status.SKIPPED,
+                        processed_at=now,
+                        lease_token=None,
+                        error_type="SourceRemoved",
+                        error_message=reason,
                     )
                 )
         return rows
 
-    def take_pending_requests(self, stale_after: timedelta, limit: int = 1000) -> list[dict]:
-        """DISCOVERED rows never requested (requeued, replayed) or requested long ago without a run picking them
-        up; marks them requested now and returns them with their current retry_count."""
-        now = _now()
-        pending = (t.status == Status.DISCOVERED) & (t.requested_at.is_(None) | (t.requested_at < now - stale_after))
+    def restore_skipped(self, source: str) -> int:
+        """A source back in the sources file: its versions skipped for its removal wait for a run again."""
         with self.engine.begin() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(sa.select(processed_files).where(pending).limit(limit))]
-            if rows:
-                conn.execute(
-                    processed_files.update().where(t.id.in_([r["id"] for r in rows]), pending).values(requested_at=now)
-                )
-        return rows
+            return conn.execute(
+                processed_files.update()
+                .where(t.source == source, t.status == Status.SKIPPED, t.error_type == "SourceRemoved")
+                .values(status=Status.DISCOVERED, requested_at=None, error_type=None, error_message=None)
+            ).rowcount
 
-    def upsert_dead_letter(self, record: dict) -> None:
-        """Insert or refresh the open dead letter ``record['dlq_key']`` (one open record per version)."""
+    def sources(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(t.source).distinct()).scalars())
+
+    # Dead letters
+
+    def _row(self, conn: Connection, row_id: int) -> dict:
+        return dict(conn.execute(sa.select(processed_files).where(t.id == row_id)).one()._mapping)
+
+    def _open_letter(self, conn: Connection, row: dict, failure: Failure, now: datetime, state: str = OPEN) -> None:
+        version = {name: row[name] for name in VERSION_FIELDS}
+        values = {
+            "partition_key": row["partition_key"],
+            "size_bytes": row["size_bytes"],
+            "content_type": failure.content_type,
+            "error_class": failure.error_class,
+            "error_type": failure.error_type[:128],
+            "error_message": failure.message[:_MESSAGE_LIMIT],
+            "error_traceback": failure.traceback,
+            "failed_at": now,
+            "run_id": row["run_id"] or "",
+            "job_name": failure.job_name[:255],
+            "attempts": failure.attempts,
+            "retry_count": row["retry_count"],
+            "max_retries": failure.max_retries,
+            "state": state,
+        }
+        existing = conn.execute(sa.select(d.dlq_key, d.stored_key).where(_matches(version, d), d.state == OPEN)).first()
+        if existing is None:
+            key = failure.dlq_key if state == OPEN else closed_key(failure.dlq_key, state)
+            conn.execute(dead_letters.insert().values(**version, **values, dlq_key=key, stored_key=None))
+            return
+        # One record per version: a replay that fails again, or a quarantine, updates it. The object is rewritten
+        # afterwards; a copy left at the old key is removed then (stored_key keeps where it is).
+        key = existing.dlq_key if state == OPEN else closed_key(existing.dlq_key, state)
+        stored = None if existing.stored_key == key else existing.stored_key
+        conn.execute(
+            dead_letters.update()
+            .where(d.dlq_key == existing.dlq_key)
+            .values(**values, dlq_key=key, stored_key=stored, closed_at=None if state == OPEN else now)
+        )
+
+    def _close_letters(self, conn: Connection, row: dict, state: str) -> list[dict]:
+        """Close the version's open dead letters; their objects move to the ``state`` prefix afterwards."""
+        version = {name: row[name] for name in VERSION_FIELDS}
+        closed = []
+        for letter in conn.execute(sa.select(dead_letters).where(_matches(version, d), d.state == OPEN)):
+            letter = dict(letter._mapping)
+            new_key = closed_key(letter["dlq_key"], state)
+            conn.execute(
+                dead_letters.update()
+                .where(d.dlq_key == letter["dlq_key"])
+                .values(state=state, closed_at=_now(), dlq_key=new_key)
+            )
+            closed.append({**letter, "state": state, "dlq_key": new_key})
+        return closed
+
+    def pending_dead_letters(self, run_id: str | None = None, limit: int = 1000) -> list[dict]:
+        """Dead letters whose object is not (yet) written as the row says: new, changed, or closed and not moved."""
+        pending = d.stored_key.is_(None) | (d.stored_key != d.dlq_key)
+        query = sa.select(dead_letters).where(pending)
+        if run_id is not None:
+            query = query.where(d.run_id == run_id)
+        return self._rows(query.order_by(d.failed_at).limit(limit))
+
+    def dead_letter_stored(self, dlq_key: str, stored_key: str) -> None:
         with self.engine.begin() as conn:
-            d = dead_letters.c
-            values = {k: v for k, v in record.items() if k != "dlq_key"}
-            if not conn.execute(dead_letters.update().where(d.dlq_key == record["dlq_key"]).values(values)).rowcount:
-                conn.execute(dead_letters.insert().values(**record, state="open"))
+            conn.execute(dead_letters.update().where(d.dlq_key == dlq_key).values(stored_key=stored_key))
 
     def open_dead_letters(self, limit: int = 1000, source: str | None = None) -> list[dict]:
-        query = sa.select(dead_letters).where(dead_letters.c.state == "open").order_by(dead_letters.c.failed_at)
+        query = sa.select(dead_letters).where(d.state == OPEN).order_by(d.failed_at)
         if source:
-            query = query.where(dead_letters.c.source == source)
+            query = query.where(d.source == source)
         return self._rows(query.limit(limit))
 
-    def close_dead_letters(self, version: dict, state: str, moved: dict[str, str] | None = None) -> list[str]:
-        """Mark the version's open dead letters ``resolved`` or ``quarantined``; ``moved`` maps old → new keys."""
-        d = dead_letters.c
-        match = sa.and_(*(d[name] == version[name] for name in VERSION_FIELDS), d.state == "open")
-        with self.engine.begin() as conn:
-            keys = [row.dlq_key for row in conn.execute(sa.select(d.dlq_key).where(match))]
-            for key in keys:
-                new_key = (moved or {}).get(key, key)
-                conn.execute(
-                    dead_letters.update().where(d.dlq_key == key).values(state=state, closed_at=_now(), dlq_key=new_key)
-                )
-        return keys
-
-    def open_dead_letter_keys(self, version: dict) -> list[str]:
-        d = dead_letters.c
-        match = sa.and_(*(d[name] == version[name] for name in VERSION_FIELDS), d.state == "open")
-        return [row["dlq_key"] for row in self._rows(sa.select(d.dlq_key).where(match))]
-
     def request_replay(self, version: dict) -> bool:
-        """A FAILED version goes back to DISCOVERED with one retry more, for the sensor to request again."""
+        """A FAILED version goes back to DISCOVERED with one replay more and fresh retries, for the sensor."""
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(
                     processed_files.update()
                     .where(_matches(version), t.status == Status.FAILED)
-                    .values(status=Status.DISCOVERED, requested_at=None, retry_count=t.retry_count + 1)
+                    .values(
+                        status=Status.DISCOVERED,
+                        requested_at=None,
+                        not_before=None,
+                        tries=0,
+                        retry_count=t.retry_count + 1,
+                    )
                 ).rowcount
             )
 
-    def quarantine(self, version: dict) -> None:
+    def quarantine(self, version: dict) -> list[dict]:
+        """A FAILED version out of replays: QUARANTINED, its open dead letters closed as quarantined."""
         with self.engine.begin() as conn:
-            conn.execute(processed_files.update().where(_matches(version)).values(status=Status.QUARANTINED))
+            row = conn.execute(sa.select(processed_files).where(_matches(version))).first()
+            if row is None:
+                return []
+            conn.execute(processed_files.update().where(t.id == row.id).values(status=Status.QUARANTINED))
+            return self._close_letters(conn, dict(row._mapping), "quarantined")
 
-    def latest_version(self, source: str, bucket: str, key: str) -> dict | None:
-        """The most recently recorded version of an object, if any."""
-        query = sa.select(processed_files).where(t.source == source, t.bucket == bucket, t.object_key == key)
-        rows = self._rows(query.order_by(t.id.desc()).limit(1))
-        return rows[0] if rows else None
+    # Reads
 
     def get(self, version: dict) -> dict | None:
         rows = self._rows(sa.select(processed_files).where(_matches(version)))
         return rows[0] if rows else None
+
+    def latest_version(self, source: str, bucket: str, key: str) -> dict | None:
+        """The object's newest version the ledger knows, by the object's own order (LastModified, then discovery)."""
+        query = (
+            sa.select(processed_files)
+            .where(t.source == source, t.bucket == bucket, t.object_key == key)
+            .order_by(t.modified_at.desc().nulls_last(), t.id.desc())
+            .limit(1)
+        )
+        rows = self._rows(query)
+        return rows[0] if rows else None
+
+    def rows(self, ids: Sequence[int]) -> list[dict]:
+        return self._rows(sa.select(processed_files).where(t.id.in_(list(ids))).order_by(t.id))
+
+    def failed_in_run(self, run_id: str, ids: Sequence[int]) -> list[dict]:
+        query = sa.select(processed_files).where(t.id.in_(list(ids)), t.status == Status.FAILED, t.run_id == run_id)
+        return self._rows(query.order_by(t.id))
 
     def status_counts(self) -> dict[tuple[str, str], int]:
         """{(source, status): versions}."""
@@ -252,4 +544,4 @@ class Ledger:
         return self._rows(query.where(t.source == source) if source else query)
 
     def dead_letter_rows(self) -> list[dict]:
-        return self._rows(sa.select(dead_letters).order_by(dead_letters.c.failed_at))
+        return self._rows(sa.select(dead_letters).order_by(d.failed_at, d.dlq_key))

@@ -1,0 +1,78 @@
+"""How the discovery sensor hands work to runs: batches of pinned versions, one run request each."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import dagster as dg
+
+from ingestion_project.config import BatchSize, Settings
+from ingestion_project.lib.ledger import Ledger
+from ingestion_project.lib.versions import DocumentVersion
+
+BATCH_TAG = "ingestion/batch"
+SOURCE_TAG = "ingestion/source"
+DOCUMENTS_TAG = "ingestion/documents"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Versions of one source that one run processes, and the key that names this request of them."""
+
+    source: str
+    rows: tuple[dict, ...]
+
+    @property
+    def request_key(self) -> str:
+        # Changes whenever one of the versions is requested again (request_count), so a re-request of the same
+        # versions always carries a new run key: the daemon drops a run key it has seen before.
+        digest = hashlib.sha256(",".join(f"{r['id']}.{r['request_count']}" for r in self.rows).encode()).hexdigest()
+        return f"{self.source}:{self.rows[0]['id']}-{self.rows[-1]['id']}:{len(self.rows)}:{digest[:12]}"
+
+    @property
+    def versions(self) -> list[DocumentVersion]:
+        return [DocumentVersion.from_row(row) for row in self.rows]
+
+    def run_request(self) -> dg.RunRequest:
+        return dg.RunRequest(
+            run_key=self.request_key,
+            run_config={"ops": {"raw_documents": {"config": {"versions": [v.as_config() for v in self.versions]}}}},
+            tags={BATCH_TAG: self.request_key, SOURCE_TAG: self.source, DOCUMENTS_TAG: str(len(self.rows))},
+        )
+
+
+def chunk_rows(rows: list[dict], size: BatchSize) -> Iterator[tuple[dict, ...]]:
+    """Consecutive groups of at most ``size.documents`` versions and ``size.max_bytes`` listed bytes (a single
+    version larger than that is a batch of its own)."""
+    batch: list[dict] = []
+    total = 0
+    for row in rows:
+        row_bytes = row.get("size_bytes") or 0
+        if batch and (len(batch) >= size.documents or total + row_bytes > size.max_bytes):
+            yield tuple(batch)
+            batch, total = [], 0
+        batch.append(row)
+        total += row_bytes
+    if batch:
+        yield tuple(batch)
+
+
+def plan_batches(settings: Settings, book: Ledger, now: datetime | None = None) -> list[Batch]:
+    """The batches to request now: due versions of each source in discovery order, at most
+    ``max_runs_per_tick`` runs in all. Each batch's versions are marked requested under its key."""
+    batches: list[Batch] = []
+    for source in settings.sources:
+        room = settings.max_runs_per_tick - len(batches)
+        if room <= 0:
+            break
+        rows = book.due(source.name, now, limit=room * source.batch_size.documents)
+        for chunk in chunk_rows(rows, source.batch_size):
+            if len(batches) >= settings.max_runs_per_tick:
+                break
+            batch = Batch(source.name, chunk)
+            book.mark_requested([row["id"] for row in chunk], batch.request_key)
+            batches.append(batch)
+    return batches

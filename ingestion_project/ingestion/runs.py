@@ -1,0 +1,280 @@
+"""One ingestion run: lease the pinned versions, land each, and record each outcome fenced by the lease.
+
+The run holds a lease on what it claimed and renews it from a heartbeat thread while it works. Every outcome is
+written with the lease token, so a run that lost its lease (it was too slow to renew, or presumed dead and
+released) records nothing. Retryable failures are retried inside the run when the backoff is short; a longer
+backoff hands the version back to the ledger with a not-before time, so the wait holds no run slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+
+from ingestion_project.config import Settings
+from ingestion_project.failures.classes import error_class, limits_for, next_delay
+from ingestion_project.failures.dead_letters import record_key
+from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostError, ingest_document
+from ingestion_project.ingestion.resources import IngestionResource
+from ingestion_project.lib.errors import DocumentError, SupersededError
+from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.ledger import Failure, Lease, Ledger, Status
+from ingestion_project.lib.versions import DocumentVersion
+
+_MAX_SCHEMA_COLUMNS = 100
+# Dagster's own ceiling on step retries; each version's tries are bounded by its failure class in the ledger.
+STEP_RETRY_CEILING = 100
+
+
+def materialization_metadata(doc: IngestedDocument) -> dict[str, object]:
+    """Small per-document metadata: identity, content hash, shape and where bronze landed."""
+    count_label = "chunks" if doc.is_text else "rows"
+    columns = [dg.TableColumn(c["name"], c["type"]) for c in doc.columns[:_MAX_SCHEMA_COLUMNS]]
+    return {
+        "source": doc.ref.source,
+        "bucket": doc.ref.bucket,
+        "key": doc.ref.key,
+        "etag": doc.version.etag,
+        "size_bytes": dg.MetadataValue.int(doc.info.size),
+        "sha256": doc.sha256,
+        "format": doc.format,
+        count_label: dg.MetadataValue.int(doc.record_count),
+        "dagster/row_count": dg.MetadataValue.int(doc.record_count),
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+        "bronze_path": dg.MetadataValue.path(doc.bronze_path),
+        "duration_ms": dg.MetadataValue.int(doc.duration_ms),
+    }
+
+
+class Heartbeat:
+    """Renews a lease every ``interval`` until stopped, from a daemon thread."""
+
+    def __init__(self, book: Ledger, token: str, lease: timedelta, log: dg.DagsterLogManager):
+        self._book, self._token, self._lease, self._log = book, token, lease, log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        interval = max(self._lease.total_seconds() / 3, 0.5)
+        while not self._stop.wait(interval):
+            try:
+                self._book.renew(self._token, self._lease)
+            except Exception as e:  # noqa: BLE001 - a missed beat is survivable; the next one tries again
+                self._log.warning(f"lease heartbeat failed: {type(e).__name__}: {e}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class RunTally:
+    """What this attempt did with the versions it was given."""
+
+    counts: Counter = field(default_factory=Counter)
+    retry_delays: list[float] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {count}" for name, count in sorted(self.counts.items())) or "nothing to do"
+
+
+class IngestionRun:
+    """The work of one run (one step attempt) of ``raw_documents``."""
+
+    def __init__(self, context: dg.AssetExecutionContext, ingestion: IngestionResource, book: Ledger):
+        self.context = context
+        self.ingestion = ingestion
+        self.book = book
+        self.settings: Settings = ingestion.settings()
+        self.lease = timedelta(seconds=self.settings.lease_seconds)
+        self.tally = RunTally()
+        self.ids: list[int] = []
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run.run_id
+
+    def pin_partitions(self, partition_keys: Sequence[str]) -> list[DocumentVersion]:
+        """Versions for a run started on partitions (the UI's Materialize, a backfill): each object's current
+        version (a HEAD), or the latest version the ledger knows when the HEAD fails."""
+        versions = []
+        for partition_key in partition_keys:
+            ref = DocumentRef.from_partition_key(partition_key)
+            if not self.settings.has_source(ref.source):
+                self.context.log.warning(f"{partition_key}: source '{ref.source}' is not in the sources file")
+                self.tally.counts["source removed"] += 1
+                continue
+            try:
+                info = self.ingestion.source_store(ref.source).head(ref.key)
+            except DocumentError as error:
+                known = self.book.latest_version(ref.source, ref.bucket, ref.key)
+                if known is None:
+                    raise dg.Failure(f"{partition_key}: no version to ingest: {error}", allow_retries=False) from error
+                versions.append(DocumentVersion.from_row(known))
+                continue
+            versions.append(DocumentVersion(ref, info.etag, info.version_id, info.size, info.last_modified, seq=None))
+        return versions
+
+    def land(self, versions: Sequence[DocumentVersion], *, claimable: Sequence[str], planned: bool) -> Iterator:
+        """Claim ``versions`` and land each one this run wins; yields a materialization per landed document.
+
+        ``planned``: Dagster already planned these partitions (a partition run). Otherwise (a batch run pinned by
+        the sensor) a failed document's partition is planned here, right before it fails, so that the run's
+        failure marks exactly the failed documents' partitions as failed and no other.
+        """
+        rows = self.book.ensure([v for v in versions if v.seq is None])
+        ids = [v.seq for v in versions if v.seq is not None] + [row["id"] for row in rows]
+        self.ids = ids
+        if not ids:
+            return
+        lease = self.book.claim(ids, self.run_id, self.lease, claimable=claimable)
+        self.tally.counts["not claimed (held or finished elsewhere)"] += len(set(ids)) - len(lease.rows)
+        if not lease.rows:
+            return
+        with Heartbeat(self.book, lease.token, self.lease, self.context.log):
+            for row in lease.rows:
+                yield from self._land_one(lease, row, planned)
+
+    def _land_one(self, lease: Lease, row: dict, planned: bool) -> Iterator:
+        version = DocumentVersion.from_row(row)
+        if not self.settings.has_source(version.source):
+            self.book.skip(row["id"], lease.token, f"source '{version.source}' was removed from the sources file")
+            self.tally.counts["skipped (source removed)"] += 1
+            return
+        source = self.settings.source(version.source)
+        try:
+            doc = ingest_document(
+                version,
+                source,
+                self.ingestion.source_store(version.source),
+                self.ingestion.bronze_store(version.source),
+                still_held=lambda: self.book.holds(row["id"], lease.token),
+            )
+        except SupersededError as error:
+            if self.book.supersede(row["id"], lease.token, str(error)) is not None:
+                self.tally.counts["superseded"] += 1
+                yield self._observation(version, "SUPERSEDED", str(error))
+            return
+        except LeaseLostError as error:
+            self.context.log.warning(str(error))
+            self.tally.counts["lease lost"] += 1
+            return
+        # One document's failure, whatever it is, must not stop or fail the others in this run.
+        except Exception as error:  # noqa: BLE001
+            yield from self._failed(lease, row, version, error, planned)
+            return
+        resolved = self.book.succeed(
+            row["id"],
+            lease.token,
+            sha256=doc.sha256,
+            records=doc.record_count,
+            bytes_read=doc.info.size,
+            duration_ms=doc.duration_ms,
+        )
+        if resolved is None:
+            self.context.log.warning(f"lost the lease on {version.label()}: its outcome is another run's")
+            self.tally.counts["lease lost"] += 1
+            return
+        self.tally.counts["landed"] += 1
+        yield dg.AssetMaterialization(
+            asset_key=self.context.asset_key, partition=version.partition_key, metadata=materialization_metadata(doc)
+        )
+
+    def _failed(self, lease: Lease, row: dict, version: DocumentVersion, error: Exception, planned: bool) -> Iterator:
+        source = self.settings.source(version.source)
+        failure_class = error_class(error)
+        limits = limits_for(source.retries, failure_class)
+        if limits and row["tries"] < limits.max_retries:
+            tries = self.book.record_try(
+                row["id"], lease.token, error_class=failure_class, error_type=type(error).__name__, message=str(error)
+            )
+            if tries is None:
+                return
+            delay = next_delay(limits, tries - 1)
+            self.context.log.warning(
+                f"retry document={version.partition_key} try={tries} max_tries={limits.max_retries + 1} "
+                f"error={type(error).__name__}: {error} next_delay={delay}s"
+            )
+            if delay <= self.settings.max_in_run_backoff_seconds:
+                self.tally.retry_delays.append(delay)
+                self.tally.counts["retrying in this run"] += 1
+            else:
+                self.book.hand_back(row["id"], lease.token, datetime.now(UTC) + timedelta(seconds=delay))
+                self.tally.counts["handed back for a later run"] += 1
+            return
+        store_prefix = self.ingestion.dead_letter_store(version.source)[1]
+        failure = Failure(
+            error_class=failure_class,
+            error_type=type(error).__name__,
+            message=str(error) or type(error).__name__,
+            traceback="".join(traceback.format_exception(error))[-8000:],
+            dlq_key=record_key(
+                store_prefix, datetime.now(UTC), version.source, version.ref.bucket, version.ref.key, version.etag
+            ),
+            max_retries=source.max_replays,
+            job_name=self.context.job_name,
+            content_type=getattr(error, "content_type", None),
+            attempts=row["tries"] + 1,
+        )
+        if not self.book.fail(row["id"], lease.token, failure):
+            return
+        self.tally.counts["failed"] += 1
+        self.context.log.error(f"Document {version.partition_key} failed: {type(error).__name__}: {error}")
+        if not planned:
+            self._plan(version.partition_key)
+        yield self._observation(version, "FAILED", f"{type(error).__name__}: {error}")
+
+    def _observation(self, version: DocumentVersion, status: str, reason: str) -> dg.AssetObservation:
+        """Shown on the partition's events, so its page says what happened without opening the run."""
+        return dg.AssetObservation(
+            asset_key=self.context.asset_key,
+            partition=version.partition_key,
+            metadata={"status": status, "etag": version.etag, "reason": reason[:2000]},
+        )
+
+    def _plan(self, partition_key: str) -> None:
+        # A batch run targets no partition: planning the failed document's partition in this run is what lets
+        # the run's failure show that partition, and only that one, as failed.
+        step = self.context.get_step_execution_context().step.key
+        event = DagsterEvent.build_asset_materialization_planned_event(
+            self.context.job_name,
+            step,
+            AssetMaterializationPlannedData(self.context.asset_key, partition=partition_key),
+        )
+        self.context.instance.report_dagster_event(event, self.run_id, logging.DEBUG)
+
+    def finish(self) -> None:
+        """End the attempt: retry the step for short backoffs; fail it (for the hook) if a document failed."""
+        self.context.log.info(f"Documents: {self.tally.summary()}")
+        if self.tally.retry_delays:
+            raise dg.RetryRequested(max_retries=STEP_RETRY_CEILING, seconds_to_wait=max(self.tally.retry_delays))
+        ids = self.ids
+        failed = self.book.failed_in_run(self.run_id, ids) if ids else []
+        if failed:
+            lines = "\n".join(f"- {r['partition_key']}: {r['error_type']}: {r['error_message']}" for r in failed[:50])
+            more = f"\n… and {len(failed) - 50} more" if len(failed) > 50 else ""
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(ids)} document(s) failed and were dead-lettered:\n{lines}{more}",
+                metadata={"failed_documents": dg.MetadataValue.json([r["partition_key"] for r in failed[:500]])},
+                allow_retries=False,
+            )
+
+
+def claimable_for(force: bool, partition_run: bool) -> tuple[str, ...]:
+    """Which statuses a run may claim: a batch takes what the sensor requested; a run started on partitions also
+    retries FAILED versions; ``force`` re-ingests finished ones too."""
+    if force:
+        return (Status.DISCOVERED, Status.FAILED, Status.SUCCESS, Status.SKIPPED, Status.SUPERSEDED, Status.QUARANTINED)
+    return (Status.DISCOVERED, Status.FAILED) if partition_run else (Status.DISCOVERED,)
