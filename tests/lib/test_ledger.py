@@ -1,11 +1,13 @@
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from ingestion_project.lib.ledger import Ledger, Status, create_ledger_engine, run_key_for
+from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.ledger import Failure, Ledger, Status, closed_key, create_ledger_engine
+from ingestion_project.lib.versions import DocumentVersion
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -20,11 +22,29 @@ def ledger(ledger_url):
     return Ledger(create_ledger_engine(ledger_url))
 
 
-def version(key="a.csv", etag="e1"):
-    return {"source": "s", "bucket": "b", "object_key": key, "etag": etag, "partition_key": f"s:b/{key}"}
+def version(key="a.csv", etag="e1", modified=None) -> DocumentVersion:
+    return DocumentVersion(DocumentRef("s", "b", key), etag, size=10, last_modified=modified)
 
 
-LONG = timedelta(minutes=10)
+def failure(key="dlq/ingestion/2026/11/22/a.json", **overrides) -> Failure:
+    values = {
+        "error_class": "validation",
+        "error_type": "ValidationError",
+        "message": "bad",
+        "traceback": "Traceback ...",
+        "dlq_key": key,
+        "max_retries": 3,
+        "job_name": "ingest_documents",
+    }
+    return Failure(**{**values, **overrides})
+
+
+LEASE = timedelta(minutes=10)
+
+
+def discovered(ledger: Ledger, *versions: DocumentVersion) -> list[int]:
+    ledger.record_discovered(versions)
+    return [ledger.get(v.as_row())["id"] for v in versions]
 
 
 def test_migrations_create_the_tables_and_are_idempotent(ledger_url):
@@ -33,120 +53,167 @@ def test_migrations_create_the_tables_and_are_idempotent(ledger_url):
     schema = "ingestion" if engine.dialect.name == "postgresql" else None
     tables = set(sa.inspect(engine).get_table_names(schema=schema))
     assert {"processed_files", "dead_letters", "alembic_version"} <= tables
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("processed_files", schema=schema)}
+    assert {"lease_token", "lease_expires_at", "not_before", "lost_count", "request_key", "version_id"} <= columns
     if schema:
         assert "processed_files" not in sa.inspect(engine).get_table_names(schema="public")
 
 
 def test_discovered_versions_are_known_by_key_and_etag(ledger):
-    ledger.record_discovered([{k: v for k, v in version().items()}, version("b.csv")])
+    discovered(ledger, version(), version("b.csv"))
     assert ledger.known_versions("s", "b", ["a.csv", "b.csv", "c.csv"]) == {("a.csv", "e1"), ("b.csv", "e1")}
     assert ledger.known_versions("s", "other", ["a.csv"]) == set()
 
 
-def race_to_claim(ledger_url: str, claimers: int) -> list[bool]:
+def test_a_new_version_supersedes_waiting_and_failed_older_ones_and_closes_their_dead_letters(ledger):
+    [first] = discovered(ledger, version(etag="e1"))
+    lease = ledger.claim([first], "r1", LEASE)
+    assert ledger.fail(first, lease.token, failure())
+    [superseded] = ledger.record_discovered([version(etag="e2")])
+    assert superseded["etag"] == "e1"
+    assert ledger.get(version(etag="e1").as_row())["status"] == Status.SUPERSEDED
+    [letter] = ledger.dead_letter_rows()
+    assert (letter["state"], letter["dlq_key"]) == ("superseded", "dlq/superseded/ingestion/2026/11/22/a.json")
+    assert ledger.open_dead_letters() == []
+
+
+def race_to_claim(ledger_url: str, row_id: int, claimers: int) -> list[int]:
     """Claim one version from ``claimers`` threads, each with its own engine, released at the same moment."""
     ledgers = [Ledger(create_ledger_engine(ledger_url)) for _ in range(claimers)]
     barrier = threading.Barrier(claimers)
-    results: list[bool] = []
+    won: list[int] = []
 
     def claim(book: Ledger, run_id: str) -> None:
         barrier.wait(timeout=30)
-        results.append(book.claim(version(), run_id, stale_after=LONG).claimed)
+        won.append(len(book.claim([row_id], run_id, LEASE).rows))
 
     threads = [threading.Thread(target=claim, args=(book, f"run-{i}")) for i, book in enumerate(ledgers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    return results
+    return won
 
 
 def test_only_one_of_many_concurrent_claimers_wins(ledger):
-    ledger.record_discovered([version()])
-    assert sorted(race_to_claim(ledger.engine.url.render_as_string(hide_password=False), 8)) == [False] * 7 + [True]
+    [row_id] = discovered(ledger, version())
+    assert sorted(race_to_claim(ledger.engine.url.render_as_string(hide_password=False), row_id, 8)) == [0] * 7 + [1]
 
 
-def test_concurrent_first_claims_of_an_undiscovered_version_insert_once(ledger):
-    results = race_to_claim(ledger.engine.url.render_as_string(hide_password=False), 6)
-    assert results.count(True) == 1
-    assert len(ledger.versions()) == 1
+def test_a_claim_leases_only_claimable_versions_and_a_step_retry_may_claim_again(ledger):
+    ids = discovered(ledger, version("a.csv"), version("b.csv"))
+    first = ledger.claim(ids, "r1", LEASE)
+    assert [r["object_key"] for r in first.rows] == ["a.csv", "b.csv"]
+    assert ledger.succeed(ids[0], first.token, sha256="x", records=1, bytes_read=1, duration_ms=1) == []
+    again = ledger.claim(ids, "r1", LEASE)  # the same run's next step attempt
+    assert [r["object_key"] for r in again.rows] == ["b.csv"] and again.token != first.token
+    assert ledger.claim(ids, "r2", LEASE).rows == []
 
 
-def test_finished_versions_are_not_claimed_again_unless_forced(ledger):
-    assert ledger.claim(version(), "r1", stale_after=LONG).claimed
-    ledger.mark_success(version(), "r1", sha256="x", records=1, bytes_read=1, duration_ms=1)
-    refused = ledger.claim(version(), "r2", stale_after=LONG)
-    assert (refused.claimed, refused.status, refused.run_id) == (False, "SUCCESS", "r1")
-    assert ledger.claim(version(), "r2", stale_after=LONG, force=True).claimed
+def test_outcomes_are_fenced_by_the_lease_token(ledger):
+    [row_id] = discovered(ledger, version())
+    lease = ledger.claim([row_id], "zombie", LEASE)
+    [row] = ledger.expired_leases(datetime.now(UTC) + 2 * LEASE)
+    assert ledger.release(row, "zombie stopped renewing")
+    successor = ledger.claim([row_id], "successor", LEASE)
+    assert ledger.succeed(row_id, lease.token, sha256="z", records=1, bytes_read=1, duration_ms=1) is None
+    assert not ledger.fail(row_id, lease.token, failure())
+    assert ledger.supersede(row_id, lease.token, "gone") is None
+    assert not ledger.holds(row_id, lease.token) and ledger.holds(row_id, successor.token)
+    row = ledger.get(version().as_row())
+    assert (row["status"], row["run_id"], row["lost_count"]) == ("PROCESSING", "successor", 1)
+    assert ledger.dead_letter_rows() == []
 
 
-def test_a_step_retry_of_the_holding_run_may_claim_again(ledger):
-    assert ledger.claim(version(), "r1", stale_after=LONG).claimed
-    assert ledger.claim(version(), "r1", stale_after=LONG).claimed
-    assert not ledger.claim(version(), "r2", stale_after=LONG).claimed
+def test_heartbeat_renews_only_the_live_lease(ledger):
+    [row_id] = discovered(ledger, version())
+    lease = ledger.claim([row_id], "r1", timedelta(seconds=1))
+    assert ledger.renew(lease.token, timedelta(seconds=30)) == 1
+    time.sleep(1.2)
+    assert ledger.expired_leases() == []  # renewed past the first expiry
+    assert ledger.renew("not-a-token", timedelta(seconds=30)) == 0
 
 
-def test_only_the_claim_holder_records_an_outcome(ledger):
-    ledger.claim(version(), "zombie", stale_after=LONG)
-    ledger.claim(version(), "successor", stale_after=timedelta(0))
-    ledger.mark_success(version(), "zombie", sha256="z", records=1, bytes_read=1, duration_ms=1)
-    row = ledger.get(version())
-    assert (row["status"], row["run_id"]) == ("PROCESSING", "successor")
+def test_a_failure_and_its_dead_letter_are_recorded_together_and_the_object_is_pending(ledger):
+    [row_id] = discovered(ledger, version())
+    lease = ledger.claim([row_id], "r1", LEASE)
+    assert ledger.fail(row_id, lease.token, failure(content_type="text/csv; " + "x" * 400))
+    row = ledger.get(version().as_row())
+    assert (row["status"], row["error_class"], row["error_traceback"]) == ("FAILED", "validation", "Traceback ...")
+    [pending] = ledger.pending_dead_letters("r1")
+    assert (pending["state"], pending["stored_key"], len(pending["content_type"])) == ("open", None, 410)
+    ledger.dead_letter_stored(pending["dlq_key"], pending["dlq_key"])
+    assert ledger.pending_dead_letters() == []
 
 
-def test_stale_processing_rows_are_requeued_with_one_retry_more(ledger):
-    ledger.record_discovered([version()])
-    ledger.claim(version(), "dead", stale_after=LONG)
-    assert ledger.requeue_stale(timedelta(seconds=5)) == []
-    time.sleep(1.1)
-    [stale] = ledger.requeue_stale(timedelta(seconds=1))
-    assert stale["run_id"] == "dead"
-    row = ledger.get(version())
-    assert (row["status"], row["retry_count"], row["error_type"]) == ("DISCOVERED", 1, "WorkerLost")
-    [pending] = ledger.take_pending_requests(LONG)
-    assert run_key_for(pending) == "s:b/a.csv@e1#1"
-    assert ledger.take_pending_requests(LONG) == []  # requested now: not handed out twice
-
-
-def test_replay_and_quarantine_move_only_failed_versions(ledger):
-    ledger.claim(version(), "r1", stale_after=LONG)
-    assert not ledger.request_replay(version())  # still processing
-    ledger.mark_failed(version(), "r1", error=ValueError("bad"), error_class="validation", duration_ms=1)
-    assert ledger.request_replay(version())
-    row = ledger.get(version())
-    assert (row["status"], row["retry_count"]) == (Status.DISCOVERED, 1)
-    ledger.quarantine(version())
-    assert ledger.get(version())["status"] == Status.QUARANTINED
-
-
-def test_dead_letters_keep_one_open_record_per_version(ledger):
-    from datetime import UTC, datetime
-
-    record = {
-        **version(),
-        "dlq_key": "dlq/ingestion/2026/11/22/x.json",
-        "error_class": "validation",
-        "error_type": "ValidationError",
-        "error_message": "bad",
-        "failed_at": datetime.now(UTC),
-        "run_id": "r1",
-        "retry_count": 0,
-        "max_retries": 3,
-    }
-    ledger.upsert_dead_letter(record)
-    ledger.upsert_dead_letter({**record, "retry_count": 1, "run_id": "r2"})
+def test_a_replay_that_fails_again_refreshes_its_one_open_record_and_success_resolves_it(ledger):
+    [row_id] = discovered(ledger, version())
+    ledger.fail(row_id, ledger.claim([row_id], "r1", LEASE).token, failure())
+    [letter] = ledger.pending_dead_letters()
+    ledger.dead_letter_stored(letter["dlq_key"], letter["dlq_key"])
+    assert ledger.request_replay(version().as_row())
+    ledger.fail(row_id, ledger.claim([row_id], "r2", LEASE).token, failure(message="still bad"))
     [letter] = ledger.open_dead_letters()
-    assert (letter["retry_count"], letter["run_id"], letter["state"]) == (1, "r2", "open")
-    moved = {record["dlq_key"]: "dlq/resolved/ingestion/2026/11/22/x.json"}
-    assert ledger.close_dead_letters(version(), "resolved", moved) == [record["dlq_key"]]
-    assert ledger.open_dead_letters() == []
-    assert ledger.dead_letter_rows()[0]["dlq_key"] == "dlq/resolved/ingestion/2026/11/22/x.json"
+    assert (letter["run_id"], letter["retry_count"], letter["error_message"]) == ("r2", 1, "still bad")
+    assert letter["stored_key"] is None  # rewritten with the new failure
+    ledger.dead_letter_stored(letter["dlq_key"], letter["dlq_key"])
+    assert ledger.request_replay(version().as_row())
+    lease = ledger.claim([row_id], "r3", LEASE)
+    [resolved] = ledger.succeed(row_id, lease.token, sha256="x", records=1, bytes_read=1, duration_ms=1)
+    assert resolved["dlq_key"] == closed_key(letter["dlq_key"], "resolved")
+    [pending] = ledger.pending_dead_letters()
+    assert (pending["stored_key"], pending["state"]) == (letter["dlq_key"], "resolved")  # to be moved
 
 
-def test_failing_a_version_in_flight_leaves_another_runs_claim_alone(ledger):
-    ledger.record_discovered([version(), version("b.csv")])
-    ledger.claim(version(), "live", stale_after=LONG)
-    for v in (version(), version("b.csv")):
-        ledger.fail_in_flight(v, "crashed", error_class="unexpected", error_type="Boom", message="step died")
-    assert (ledger.get(version())["status"], ledger.get(version())["run_id"]) == ("PROCESSING", "live")
-    assert (ledger.get(version("b.csv"))["status"], ledger.get(version("b.csv"))["run_id"]) == ("FAILED", "crashed")
+def test_a_released_version_is_requested_again_and_a_quarantined_one_gets_a_dead_letter(ledger):
+    [row_id] = discovered(ledger, version())
+    assert ledger.mark_requested([row_id], "req-1") == 1
+    [requested] = ledger.requested_by("req-1")
+    assert ledger.release(requested, "run died before its claim")
+    row = ledger.get(version().as_row())
+    assert (row["status"], row["requested_at"], row["lost_count"]) == ("DISCOVERED", None, 1)
+    assert [r["id"] for r in ledger.due("s")] == [row_id]
+    ledger.claim([row_id], "r2", LEASE)
+    [held] = ledger.held_by("r2")
+    assert ledger.release(held, "worker killed", quarantine=failure(error_type="WorkerLost", error_class="unexpected"))
+    row = ledger.get(version().as_row())
+    assert (row["status"], row["lost_count"]) == ("QUARANTINED", 2)
+    [letter] = ledger.dead_letter_rows()
+    assert (letter["state"], letter["error_type"]) == ("quarantined", "WorkerLost")
+    assert letter["dlq_key"].startswith("dlq/quarantined/ingestion/")
+    assert not ledger.release(held, "again")  # the row changed: a second release does nothing
+
+
+def test_handed_back_versions_wait_for_their_not_before_time(ledger):
+    [row_id] = discovered(ledger, version())
+    lease = ledger.claim([row_id], "r1", LEASE)
+    assert ledger.record_try(row_id, lease.token, error_class="transient", error_type="E", message="slow") == 1
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert ledger.hand_back(row_id, lease.token, later)
+    assert ledger.due("s") == []
+    assert [r["id"] for r in ledger.due("s", now=later + timedelta(seconds=1))] == [row_id]
+    assert abs((ledger.next_wakeup() - later).total_seconds()) < 1
+
+
+def test_versions_of_a_removed_source_are_skipped_and_restored_with_it(ledger):
+    ids = discovered(ledger, version("a.csv"), version("b.csv"))
+    lease = ledger.claim([ids[1]], "live", LEASE)
+    [skipped] = ledger.skip_waiting("s", "source 's' was removed")
+    assert skipped["object_key"] == "a.csv"
+    assert ledger.get(version("a.csv").as_row())["status"] == "SKIPPED"
+    assert ledger.holds(ids[1], lease.token)  # a live lease finishes on its own
+    assert ledger.restore_skipped("s") == 1
+    assert ledger.get(version("a.csv").as_row())["status"] == "DISCOVERED"
+
+
+def test_latest_version_follows_the_objects_own_order(ledger):
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    discovered(ledger, version(etag="new", modified=late))
+    ledger.record_discovered([version(etag="old", modified=early)])  # listed later, but older
+    assert ledger.latest_version("s", "b", "a.csv")["etag"] == "new"
+
+
+def test_closed_keys_keep_the_prefix_and_date():
+    assert closed_key("dlq/ingestion/2026/11/22/x.json", "resolved") == "dlq/resolved/ingestion/2026/11/22/x.json"
+    assert closed_key("ingestion/2026/11/22/x.json", "quarantined") == "quarantined/ingestion/2026/11/22/x.json"
+    assert closed_key("dlq/resolved/ingestion/2026/x.json", "quarantined") == "dlq/quarantined/ingestion/2026/x.json"
