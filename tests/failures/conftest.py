@@ -3,6 +3,7 @@ import uuid
 import dagster as dg
 import pytest
 
+from ingestion_project.failures.reconcile import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
 from ingestion_project.failures.replay import replay_dead_letters_job
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
@@ -20,10 +21,11 @@ class Pipeline:
         self.defs = dg.Definitions(
             assets=[raw_documents],
             jobs=[ingest_documents_job, replay_dead_letters_job],
-            sensors=[document_discovery_sensor],
+            sensors=[document_discovery_sensor, ingestion_failed_run_sensor, ingestion_canceled_run_sensor],
             resources=resources,
         )
         self.ledger = resources["ledger"].ledger()
+        self.job = self.defs.resolve_job_def("ingest_documents")
 
     def tick(self):
         with dg.build_sensor_context(instance=self.instance, resources=self.resources) as context:
@@ -34,15 +36,51 @@ class Pipeline:
         return result
 
     def run(self, partition_key: str, **kwargs):
-        return self.defs.get_job_def("ingest_documents").execute_in_process(
+        """A run started on one partition, as "Materialize" in the UI starts it."""
+        return self.job.execute_in_process(
             instance=self.instance, partition_key=partition_key, raise_on_error=False, **kwargs
         )
 
+    def run_request(self, request: dg.RunRequest, **kwargs):
+        """The run a sensor's run request launches: its pinned versions in the run config, its tags."""
+        return self.job.execute_in_process(
+            instance=self.instance,
+            run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+            **kwargs,
+        )
+
     def run_requests(self):
-        """One sensor tick and every run it requests; returns (tick result, run results)."""
+        """One sensor tick and every run it requests, each followed by the run-status sensors as the daemon runs
+        them; returns (tick result, run results)."""
         result = self.tick()
-        runs = [self.run(r.partition_key, tags=r.tags) for r in getattr(result, "run_requests", [])]
+        runs = []
+        for request in getattr(result, "run_requests", []):
+            run = self.run_request(request)
+            self.after_run(run.run_id)
+            runs.append(run)
         return result, runs
+
+    def after_run(self, run_id: str) -> None:
+        """What the daemon's run-status sensors do once a run failed or was canceled."""
+        run = self.instance.get_run_by_id(run_id)
+        sensors = {
+            dg.DagsterRunStatus.FAILURE: (ingestion_failed_run_sensor, dg.DagsterEventType.RUN_FAILURE),
+            dg.DagsterRunStatus.CANCELED: (ingestion_canceled_run_sensor, dg.DagsterEventType.RUN_CANCELED),
+        }
+        if run.status not in sensors:
+            return
+        sensor, event_type = sensors[run.status]
+        [record] = self.instance.get_records_for_run(run_id, of_type=event_type).records
+        with dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=self.instance,
+            dagster_run=run,
+            dagster_event=record.event_log_entry.dagster_event,
+            resources=self.resources,
+        ) as context:
+            sensor(context.for_run_failure() if run.status == dg.DagsterRunStatus.FAILURE else context)
 
     def replay(self):
         return self.defs.get_job_def("replay_dead_letters_job").execute_in_process(instance=self.instance)
