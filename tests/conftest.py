@@ -100,8 +100,8 @@ FAST_RETRIES = {
 def write_sources(tmp_path):
     """Write a sources file from a list of source dicts; bronze goes to tmp (local) and a bucket (S3)."""
 
-    def write(sources: list[dict], bronze_bucket: str = "bronze", **settings) -> str:
-        path = tmp_path / "sources.yaml"
+    def write(sources: list[dict], bronze_bucket: str = "bronze", name: str = "sources.yaml", **settings) -> str:
+        path = tmp_path / name
         config = {"bronze": {"s3": {"bucket": bronze_bucket, "prefix": "bronze"}, "local_dir": "bronze"}, **settings}
         sources = [{"retries": FAST_RETRIES, **source} for source in sources]
         path.write_text(json.dumps({**config, "sources": sources}), encoding="utf-8")

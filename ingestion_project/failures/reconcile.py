@@ -104,8 +104,7 @@ def reconcile_run(
     if request_key:
         rows += book.requested_by(request_key)
     release_rows(book, settings, dead_letter_store, rows, f"run {run.run_id} {ended} before finishing", found)
-    written, found.problems = write_pending(book, dead_letter_store)
-    found.dead_letters_written = len(written)
+    write_dead_letters(book, dead_letter_store, found)
     return found
 
 
@@ -118,7 +117,7 @@ def reconcile_ledger(
     instance: dg.DagsterInstance, settings: Settings, book: Ledger, dead_letter_store: StoreFor
 ) -> Reconciliation:
     """One pass over what no run will finish by itself: removed or restored sources, expired leases (their runs
-    are marked failed), requests no run picked up, and dead-letter objects still to write or move."""
+    are marked failed) and requests no run picked up. Dead-letter objects are written by ``write_dead_letters``."""
     found = Reconciliation()
     for name in sorted(book.sources()):
         if not settings.has_source(name):
@@ -146,10 +145,13 @@ def reconcile_ledger(
         if not _has_active_run(instance, request_key):
             reason = f"run request {request_key} was not picked up by any run"
             release_rows(book, settings, dead_letter_store, rows, reason, found)
+    return found
 
+
+def write_dead_letters(book: Ledger, dead_letter_store: StoreFor, found: Reconciliation) -> None:
+    """Write or move every dead-letter object still pending (a failed PUT, a run that died, a closed record)."""
     written, found.problems = write_pending(book, dead_letter_store)
     found.dead_letters_written = len(written)
-    return found
 
 
 def _log(context, found: Reconciliation) -> None:

@@ -26,7 +26,7 @@ from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostErr
 from ingestion_project.ingestion.resources import IngestionResource
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
-from ingestion_project.lib.ledger import Failure, Lease, Ledger, Status
+from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
 from ingestion_project.lib.versions import DocumentVersion
 
 _MAX_SCHEMA_COLUMNS = 100
@@ -150,7 +150,8 @@ class IngestionRun:
     def _land_one(self, lease: Lease, row: dict, planned: bool) -> Iterator:
         version = DocumentVersion.from_row(row)
         if not self.settings.has_source(version.source):
-            self.book.skip(row["id"], lease.token, f"source '{version.source}' was removed from the sources file")
+            reason = f"source '{version.source}' was removed from the sources file"
+            self.book.skip(row["id"], lease.token, reason, error_type=SOURCE_REMOVED)
             self.tally.counts["skipped (source removed)"] += 1
             return
         source = self.settings.source(version.source)

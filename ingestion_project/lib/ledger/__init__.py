@@ -21,10 +21,11 @@ from ingestion_project.lib.ledger.schema import (
     dead_letters,
     processed_files,
 )
-from ingestion_project.lib.ledger.store import Failure, Lease, Ledger, closed_key
+from ingestion_project.lib.ledger.store import SOURCE_REMOVED, Failure, Lease, Ledger, closed_key
 
 __all__ = [
     "IN_FLIGHT",
+    "SOURCE_REMOVED",
     "TERMINAL",
     "Failure",
     "Lease",

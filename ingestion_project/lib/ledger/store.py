@@ -23,6 +23,8 @@ t = processed_files.c
 d = dead_letters.c
 VERSION_FIELDS = ("source", "bucket", "object_key", "etag")
 OPEN = "open"
+# error_type of versions skipped because their source left the sources file: they wait again if it comes back.
+SOURCE_REMOVED = "SourceRemoved"
 _MESSAGE_LIMIT = 4000
 
 
@@ -281,10 +283,17 @@ class Ledger:
                 return None
             return self._close_letters(conn, self._row(conn, row_id), "superseded")
 
-    def skip(self, row_id: int, token: str, reason: str) -> bool:
+    def skip(self, row_id: int, token: str, reason: str, *, error_type: str | None = None) -> bool:
         with self.engine.begin() as conn:
             return self._fenced(
-                conn, row_id, token, status=Status.SKIPPED, processed_at=_now(), lease_token=None, error_message=reason
+                conn,
+                row_id,
+                token,
+                status=Status.SKIPPED,
+                processed_at=_now(),
+                lease_token=None,
+                error_type=error_type,
+                error_message=reason,
             )
 
     def record_try(self, row_id: int, token: str, *, error_class: str, error_type: str, message: str) -> int | None:
@@ -351,7 +360,13 @@ class Ledger:
         )
         common = {"lease_token": None, "lease_expires_at": None, "lost_count": t.lost_count + 1}
         if skip:
-            values = {**common, "status": Status.SKIPPED, "processed_at": now, "error_message": reason}
+            values = {
+                **common,
+                "status": Status.SKIPPED,
+                "processed_at": now,
+                "error_type": SOURCE_REMOVED,
+                "error_message": reason,
+            }
         elif quarantine is not None:
             values = {
                 **common,
@@ -393,7 +408,7 @@ class Ledger:
                         status=Status.SKIPPED,
                         processed_at=now,
                         lease_token=None,
-                        error_type="SourceRemoved",
+                        error_type=SOURCE_REMOVED,
                         error_message=reason,
                     )
                 )
@@ -404,7 +419,7 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(
                 processed_files.update()
-                .where(t.source == source, t.status == Status.SKIPPED, t.error_type == "SourceRemoved")
+                .where(t.source == source, t.status == Status.SKIPPED, t.error_type == SOURCE_REMOVED)
                 .values(status=Status.DISCOVERED, requested_at=None, error_type=None, error_message=None)
             ).rowcount
 
