@@ -224,6 +224,8 @@ class Settings(_Strict):
     # is requested again under a new run key.
     request_timeout_seconds: int = Field(default=600, ge=1)
     max_runs_per_tick: int = Field(default=8, ge=1, le=100)
+    # Documents one run works on at once: one's downloads and uploads overlap another's parsing and event writes.
+    documents_in_flight: int = Field(default=4, ge=1, le=32)
     # A retry delay above this ends the run for that version: it goes back to the ledger with a not-before time.
     max_in_run_backoff_seconds: float = Field(default=10, ge=0, le=3600)
     sources: tuple[SourceConfig, ...] = Field(min_length=1)

@@ -17,7 +17,7 @@ from ingestion_project.lib.bronze import (
     to_parquet_bytes,
     with_lineage,
 )
-from ingestion_project.lib.errors import ValidationError
+from ingestion_project.lib.errors import DocumentError, ValidationError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import ObjectInfo, ObjectStore
 from ingestion_project.lib.parsing import parse_document
@@ -73,7 +73,11 @@ def ingest_document(
     if not data:
         raise ValidationError(f"{ref.uri} is empty (0 bytes)")
     sha256 = hashlib.sha256(data).hexdigest()
-    parsed = parse_document(data, ref.key, info.content_type, max_decompressed_bytes=source.max_decompressed_bytes)
+    try:
+        parsed = parse_document(data, ref.key, info.content_type, max_decompressed_bytes=source.max_decompressed_bytes)
+    except DocumentError as error:
+        error.content_type = info.content_type  # the dead-letter record names what the store said it was
+        raise
 
     ingested_at = datetime.now(UTC)
     bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)

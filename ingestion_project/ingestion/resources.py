@@ -32,6 +32,12 @@ class IngestionResource(dg.ConfigurableResource):
             self._settings = load_settings(self.sources_file) if self.sources_file else default_settings()
         return self._settings
 
+    def warm_up(self) -> None:
+        """Create the S3 client now if a source needs it, so threads share one (creating clients is not
+        thread-safe in boto3)."""
+        if any(source.type == "s3" for source in self.settings().sources):
+            self._s3_client()
+
     def _s3_client(self):
         if self._client is None:
             self._client = self.s3.get_client()

@@ -13,6 +13,7 @@ import threading
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -79,6 +80,17 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one version ended in this attempt; ``kind`` is also the tally's label."""
+
+    kind: str
+    version: DocumentVersion
+    doc: IngestedDocument | None = None
+    message: str = ""
+    delay: float | None = None
+
+
 @dataclass
 class RunTally:
     """What this attempt did with the versions it was given."""
@@ -130,9 +142,10 @@ class IngestionRun:
     def land(self, versions: Sequence[DocumentVersion], *, claimable: Sequence[str], planned: bool) -> Iterator:
         """Claim ``versions`` and land each one this run wins; yields a materialization per landed document.
 
-        ``planned``: Dagster already planned these partitions (a partition run). Otherwise (a batch run pinned by
-        the sensor) a failed document's partition is planned here, right before it fails, so that the run's
-        failure marks exactly the failed documents' partitions as failed and no other.
+        Documents are landed by a few threads, so one document's downloads and uploads overlap another's event
+        writes; events are yielded in claim order. ``planned``: Dagster already planned these partitions (a
+        partition run). Otherwise (a batch run pinned by the sensor) a failed document's partition is planned here,
+        right before it fails, so that the run's failure marks exactly the failed documents' partitions as failed.
         """
         rows = self.book.ensure([v for v in versions if v.seq is None])
         ids = [v.seq for v in versions if v.seq is not None] + [row["id"] for row in rows]
@@ -143,17 +156,26 @@ class IngestionRun:
         self.tally.counts["not claimed (held or finished elsewhere)"] += len(set(ids)) - len(lease.rows)
         if not lease.rows:
             return
-        with Heartbeat(self.book, lease.token, self.lease, self.context.log):
-            for row in lease.rows:
-                yield from self._land_one(lease, row, planned)
+        self.ingestion.warm_up()  # one S3 client for every thread
+        with (
+            Heartbeat(self.book, lease.token, self.lease, self.context.log),
+            ThreadPoolExecutor(self.settings.documents_in_flight, thread_name_prefix="document") as pool,
+        ):
+            outcomes = [pool.submit(self._process, lease, row) for row in lease.rows]
+            try:
+                for outcome in outcomes:
+                    yield from self._report(outcome.result(), planned)
+            finally:
+                for outcome in outcomes:
+                    outcome.cancel()  # the step is failing or being interrupted: start nothing new
 
-    def _land_one(self, lease: Lease, row: dict, planned: bool) -> Iterator:
+    def _process(self, lease: Lease, row: dict) -> Outcome:
+        """Land one version and record its outcome in the ledger (in a worker thread: no logging, no events)."""
         version = DocumentVersion.from_row(row)
         if not self.settings.has_source(version.source):
             reason = f"source '{version.source}' was removed from the sources file"
             self.book.skip(row["id"], lease.token, reason, error_type=SOURCE_REMOVED)
-            self.tally.counts["skipped (source removed)"] += 1
-            return
+            return Outcome("skipped (source removed)", version, message=reason)
         source = self.settings.source(version.source)
         try:
             doc = ingest_document(
@@ -164,18 +186,14 @@ class IngestionRun:
                 still_held=lambda: self.book.holds(row["id"], lease.token),
             )
         except SupersededError as error:
-            if self.book.supersede(row["id"], lease.token, str(error)) is not None:
-                self.tally.counts["superseded"] += 1
-                yield self._observation(version, "SUPERSEDED", str(error))
-            return
+            if self.book.supersede(row["id"], lease.token, str(error)) is None:
+                return Outcome("lease lost", version, message=f"lost the lease on {version.label()}")
+            return Outcome("superseded", version, message=str(error))
         except LeaseLostError as error:
-            self.context.log.warning(str(error))
-            self.tally.counts["lease lost"] += 1
-            return
+            return Outcome("lease lost", version, message=str(error))
         # One document's failure, whatever it is, must not stop or fail the others in this run.
         except Exception as error:  # noqa: BLE001
-            yield from self._failed(lease, row, version, error, planned)
-            return
+            return self._failed(lease, row, version, error)
         resolved = self.book.succeed(
             row["id"],
             lease.token,
@@ -185,44 +203,41 @@ class IngestionRun:
             duration_ms=doc.duration_ms,
         )
         if resolved is None:
-            self.context.log.warning(f"lost the lease on {version.label()}: its outcome is another run's")
-            self.tally.counts["lease lost"] += 1
-            return
-        self.tally.counts["landed"] += 1
-        yield dg.AssetMaterialization(
-            asset_key=self.context.asset_key, partition=version.partition_key, metadata=materialization_metadata(doc)
-        )
+            return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")
+        return Outcome("landed", version, doc=doc)
 
-    def _failed(self, lease: Lease, row: dict, version: DocumentVersion, error: Exception, planned: bool) -> Iterator:
+    def _failed(self, lease: Lease, row: dict, version: DocumentVersion, error: Exception) -> Outcome:
         source = self.settings.source(version.source)
         failure_class = error_class(error)
         limits = limits_for(source.retries, failure_class)
+        described = f"{type(error).__name__}: {error}"
         if limits and row["tries"] < limits.max_retries:
             tries = self.book.record_try(
                 row["id"], lease.token, error_class=failure_class, error_type=type(error).__name__, message=str(error)
             )
             if tries is None:
-                return
+                return Outcome("lease lost", version, message=f"lost the lease on {version.label()}")
             delay = next_delay(limits, tries - 1)
-            self.context.log.warning(
+            retry = (
                 f"retry document={version.partition_key} try={tries} max_tries={limits.max_retries + 1} "
-                f"error={type(error).__name__}: {error} next_delay={delay}s"
+                f"error={described} next_delay={delay}s"
             )
             if delay <= self.settings.max_in_run_backoff_seconds:
-                self.tally.retry_delays.append(delay)
-                self.tally.counts["retrying in this run"] += 1
-            else:
-                self.book.hand_back(row["id"], lease.token, datetime.now(UTC) + timedelta(seconds=delay))
-                self.tally.counts["handed back for a later run"] += 1
-            return
-        store_prefix = self.ingestion.dead_letter_store(version.source)[1]
+                return Outcome("retrying in this run", version, message=retry, delay=delay)
+            self.book.hand_back(row["id"], lease.token, datetime.now(UTC) + timedelta(seconds=delay))
+            return Outcome("handed back for a later run", version, message=retry)
         failure = Failure(
             error_class=failure_class,
             error_type=type(error).__name__,
             message=str(error) or type(error).__name__,
             traceback="".join(traceback.format_exception(error))[-8000:],
             dlq_key=record_key(
-                store_prefix, datetime.now(UTC), version.source, version.ref.bucket, version.ref.key, version.etag
+                self.ingestion.dead_letter_store(version.source)[1],
+                datetime.now(UTC),
+                version.source,
+                version.ref.bucket,
+                version.ref.key,
+                version.etag,
             ),
             max_retries=source.max_replays,
             job_name=self.context.job_name,
@@ -230,12 +245,32 @@ class IngestionRun:
             attempts=row["tries"] + 1,
         )
         if not self.book.fail(row["id"], lease.token, failure):
-            return
-        self.tally.counts["failed"] += 1
-        self.context.log.error(f"Document {version.partition_key} failed: {type(error).__name__}: {error}")
-        if not planned:
-            self._plan(version.partition_key)
-        yield self._observation(version, "FAILED", f"{type(error).__name__}: {error}")
+            return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")
+        return Outcome("failed", version, message=described)
+
+    def _report(self, outcome: Outcome, planned: bool) -> Iterator:
+        """The events and log lines of one outcome (in the step's own thread)."""
+        self.tally.counts[outcome.kind] += 1
+        version = outcome.version
+        if outcome.kind == "landed":
+            yield dg.AssetMaterialization(
+                asset_key=self.context.asset_key,
+                partition=version.partition_key,
+                metadata=materialization_metadata(outcome.doc),
+            )
+        elif outcome.kind == "failed":
+            self.context.log.error(f"Document {version.partition_key} failed: {outcome.message}")
+            if not planned:
+                self._plan(version.partition_key)
+            yield self._observation(version, "FAILED", outcome.message)
+        elif outcome.kind == "superseded":
+            yield self._observation(version, "SUPERSEDED", outcome.message)
+        elif outcome.kind in ("retrying in this run", "handed back for a later run"):
+            self.context.log.warning(outcome.message)
+            if outcome.delay is not None:
+                self.tally.retry_delays.append(outcome.delay)
+        elif outcome.message:
+            self.context.log.warning(outcome.message)
 
     def _observation(self, version: DocumentVersion, status: str, reason: str) -> dg.AssetObservation:
         """Shown on the partition's events, so its page says what happened without opening the run."""
