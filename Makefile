@@ -13,12 +13,13 @@ BIN := $(VENV)/bin
 S3_STATE := .local/s3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help install dev demo test lint validate postgres s3-start s3-stop clean
+.PHONY: help install dev demo test bench lint validate postgres s3-start s3-stop clean
 
 help:
 	@echo "make dev    install, start the local S3 server with sample documents, run dagster dev (sensors on)"
 	@echo "make demo   one full pass without the UI: discovery -> runs -> dbt build, then a summary"
 	@echo "make test   lint, validate the definitions, run the whole test suite"
+	@echo "make bench  documents/s of the real path (dagster dev, sensors, runs) next to a plain Python loop"
 	@echo "make s3-stop  stop the local S3 server that make dev started"
 
 $(UV):
@@ -44,6 +45,10 @@ dev: s3-start
 
 demo: install
 	$(BIN)/python -m ingestion_project.devtools.demo
+
+# A benchmark, not a test: it prints figures (BENCH_DOCUMENTS=N to change the 2000 documents).
+bench: install
+	$(BIN)/python scripts/bench.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,13 +24,13 @@ class Batch:
 
     source: str
     rows: tuple[dict, ...]
+    request_key: str
 
-    @property
-    def request_key(self) -> str:
-        # Changes whenever one of the versions is requested again (request_count), so a re-request of the same
-        # versions always carries a new run key: the daemon drops a run key it has seen before.
-        digest = hashlib.sha256(",".join(f"{r['id']}.{r['request_count']}" for r in self.rows).encode()).hexdigest()
-        return f"{self.source}:{self.rows[0]['id']}-{self.rows[-1]['id']}:{len(self.rows)}:{digest[:12]}"
+    @staticmethod
+    def new_key(source: str, rows: tuple[dict, ...]) -> str:
+        """A key no request had before: the daemon drops a run key it has seen, so a re-request of the same
+        versions needs a new one, and two overlapping evaluations must not share one."""
+        return f"{source}:{rows[0]['id']}-{rows[-1]['id']}:{len(rows)}:{uuid.uuid4().hex[:12]}"
 
     @property
     def versions(self) -> list[DocumentVersion]:
@@ -72,7 +72,12 @@ def plan_batches(settings: Settings, book: Ledger, now: datetime | None = None) 
         for chunk in chunk_rows(rows, source.batch_size):
             if len(batches) >= settings.max_runs_per_tick:
                 break
-            batch = Batch(source.name, chunk)
-            book.mark_requested([row["id"] for row in chunk], batch.request_key)
-            batches.append(batch)
+            key = Batch.new_key(source.name, chunk)
+            if book.mark_requested([row["id"] for row in chunk], key) < len(chunk):
+                # Another evaluation (a tick the daemon timed out and ran again) requested some of these: the
+                # batch is what this one actually marked, under its key.
+                chunk = tuple(book.requested_by(key))
+                if not chunk:
+                    continue
+            batches.append(Batch(source.name, chunk, key))
     return batches
