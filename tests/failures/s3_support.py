@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,7 +41,8 @@ def etags_under(s3, bucket: str, prefix: str = "") -> dict[str, str]:
 
 
 def dlq_records(s3, bucket: str, state: str = "") -> dict[str, dict]:
-    """The dead-letter records in the bronze bucket: open ones, or those moved to ``resolved``/``quarantined``."""
+    """The dead-letter records in the bronze bucket: open ones, or those moved to ``resolved``, ``quarantined`` or
+    ``superseded``."""
     prefix = f"dlq/{state}/ingestion/" if state else OPEN_DLQ
     keys = keys_under(s3, bucket, prefix)
     return {key: json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys}
@@ -71,35 +72,83 @@ def retry_lines(instance: dg.DagsterInstance, run_id: str) -> list[re.Match]:
     return [m for m in map(RETRY_LINE.match, log_messages(instance, run_id)) if m]
 
 
+def documents_tally(messages: list[str]) -> dict[str, int]:
+    """What a run did with its versions, from its "Documents: landed 1, failed 2" line (counts of 0 left out)."""
+    [line] = [m for m in messages if m.startswith("Documents: ")]
+    counts = (item.rsplit(" ", 1) for item in line.removeprefix("Documents: ").split(", ") if item != "nothing to do")
+    return {name: int(count) for name, count in counts if int(count)}
+
+
 def _version(row: dict) -> tuple:
     return row["source"], row["bucket"], row["object_key"], row["etag"]
 
 
-def assert_nothing_lost_or_doubled(book: Ledger, instance: dg.DagsterInstance, s3, bronze_bucket: str) -> dict:
-    """Every version ends SUCCESS, or FAILED with exactly one open dead-letter record holding the reason; every
-    SUCCESS version has exactly one ledger row, one bronze manifest and one materialization. Returns the open
-    dead-letter records by version."""
+def pinned(request: dg.RunRequest) -> list[dict]:
+    """The versions a sensor's run request pins (its run config), as the run receives them."""
+    return request.run_config["ops"]["raw_documents"]["config"]["versions"]
+
+
+def requested(result) -> list[dg.RunRequest]:
+    """The run requests of a sensor tick (none when it skipped)."""
+    return list(getattr(result, "run_requests", None) or [])
+
+
+def write_request(path: Path, request: dg.RunRequest) -> str:
+    """A run request as `tests/failures/worker.py --request` reads it: run config, tags and run key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"run_key": request.run_key, "run_config": request.run_config, "tags": dict(request.tags)}
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    return str(path)
+
+
+def assert_nothing_lost_or_doubled(
+    book: Ledger, instance: dg.DagsterInstance, s3, bronze_bucket: str, also: Iterable[str] = ()
+) -> dict:
+    """Every version ends SUCCESS, or FAILED with exactly one open dead letter holding the reason, or in one of the
+    end states ``also`` allows (SUPERSEDED, SKIPPED, QUARANTINED) — nothing in flight, nothing leased. Every
+    SUCCESS version has exactly one ledger row, one bronze manifest and one materialization, and no other version
+    has either. Every dead-letter row's JSON object is written where the row says (open ones under
+    ``dlq/ingestion/``, closed ones under ``dlq/<state>/ingestion/``), and no other object is under ``dlq/``.
+    Returns the open dead-letter records by version."""
     rows = book.versions()
-    assert {row["status"] for row in rows} <= {"SUCCESS", "FAILED"}, [(r["object_key"], r["status"]) for r in rows]
+    ends = {"SUCCESS", "FAILED", *also}
+    assert {row["status"] for row in rows} <= ends, [(r["object_key"], r["etag"], r["status"]) for r in rows]
     assert len({_version(row) for row in rows}) == len(rows), "a version has more than one ledger row"
+    assert [r for r in rows if r["lease_token"] is not None] == [], "a version still holds a lease"
     succeeded = [row for row in rows if row["status"] == "SUCCESS"]
     failed = {_version(row): row for row in rows if row["status"] == "FAILED"}
+    quarantined = {_version(row) for row in rows if row["status"] == "QUARANTINED"}
 
-    records: dict[tuple, list[dict]] = {}
-    for record in dlq_records(s3, bronze_bucket).values():
+    # The dead-letter rows, and their objects exactly where the rows say.
+    letters = book.dead_letter_rows()
+    assert [r["dlq_key"] for r in letters if r["stored_key"] != r["dlq_key"]] == [], "dead-letter objects pending"
+    for letter in letters:
+        prefix = OPEN_DLQ if letter["state"] == "open" else f"dlq/{letter['state']}/ingestion/"
+        assert letter["dlq_key"].startswith(prefix), (letter["state"], letter["dlq_key"])
+    assert keys_under(s3, bronze_bucket, "dlq/") == sorted(r["dlq_key"] for r in letters)
+    open_letters = Counter(_version(r) for r in letters if r["state"] == "open")
+    assert open_letters == Counter(dict.fromkeys(failed, 1)), "open dead letters and FAILED versions differ"
+    quarantine_letters = Counter(_version(r) for r in letters if r["state"] == "quarantined")
+    assert quarantine_letters == Counter(dict.fromkeys(quarantined, 1)), "a QUARANTINED version lacks its record"
+
+    records: dict[tuple, dict] = {}
+    for letter in letters:
+        body = s3.get_object(Bucket=bronze_bucket, Key=letter["dlq_key"])["Body"].read()
+        record = json.loads(body)
         obj = record["object"]
-        records.setdefault((obj["source"], obj["bucket"], obj["key"], obj["etag"]), []).append(record)
-    assert set(records) == set(failed), "open dead-letter records and FAILED versions differ"
+        assert (obj["source"], obj["bucket"], obj["key"], obj["etag"]) == _version(letter), letter["dlq_key"]
+        assert (record["state"], record["run_id"]) == (letter["state"], letter["run_id"]), letter["dlq_key"]
+        assert record["error"]["class"] == letter["error_class"] and record["error"]["message"], record
+        if letter["state"] == "open":
+            records[_version(letter)] = record
     for version, row in failed.items():
-        [record] = records[version]
+        record = records[version]
         assert record["error"]["class"] == row["error_class"] and record["error"]["type"] == row["error_type"]
         assert record["error"]["message"] and record["error"]["traceback"], record
-    open_letters = Counter(_version(r) for r in book.dead_letter_rows() if r["state"] == "open")
-    assert open_letters == Counter(dict.fromkeys(failed, 1))
 
     assert keys_under(s3, bronze_bucket, MANIFESTS) == sorted(manifest_key(row) for row in succeeded)
     assert materialized_versions(instance) == Counter({(row["partition_key"], row["etag"]): 1 for row in succeeded})
-    return {version: found[0] for version, found in records.items()}
+    return records
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05):

@@ -1,17 +1,21 @@
-"""The bad-input corpus end to end on the local S3 server: sensor tick, one run per request, dead-letter hook."""
+"""The bad-input corpus end to end on the local S3 server: sensor tick, the batch runs it requests, dead-letter hook,
+and each document's partition status as the UI shows it."""
 
 import hashlib
+from collections import Counter
 
+import dagster as dg
 import pytest
 from botocore.exceptions import ClientError
 
 from ingestion_project.failures.assets import conservation
 from ingestion_project.failures.classes import error_class
+from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.lib import errors
 from ingestion_project.lib.keys import DocumentRef
 from tests.corpus import CASES, CORPUS_SOURCE, DUPLICATE_CASES
 from tests.failures.conftest import Pipeline
-from tests.failures.s3_support import ASSET, assert_nothing_lost_or_doubled, etags_under
+from tests.failures.s3_support import ASSET, assert_nothing_lost_or_doubled, etags_under, pinned, requested
 
 # SeaweedFS refuses these keys (InvalidRequest, KeyTooLongError; see tests/corpus.py), so they never reach the
 # sensor; the test checks that the upload is refused rather than skipping them silently.
@@ -39,8 +43,13 @@ def test_corpus_on_s3_ends_as_expected_with_one_dead_letter_per_failure(
     pipeline = Pipeline(resources_for(write_sources([source], bronze_bucket=bronze_bucket)), instance)
     tick, runs = pipeline.run_requests()
     refs = {key: DocumentRef("corpus", landing, key) for key in by_key}
-    assert sorted(r.partition_key for r in tick.run_requests) == sorted(ref.partition_key for ref in refs.values())
-    assert not hasattr(pipeline.tick(), "run_requests")  # every version requested once, none again
+    versions = [version for request in tick.run_requests for version in pinned(request)]
+    assert Counter((v["key"], v["etag"]) for v in versions) == Counter(
+        {(key, etag.strip('"')): 1 for key, etag in before.items()}
+    )  # every listed version pinned in exactly one batch
+    assert all(request.partition_key is None for request in tick.run_requests)
+    assert len(runs) == len(tick.run_requests) >= 1
+    assert requested(pipeline.tick()) == []  # every version requested once, none again
 
     records = assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket)
     rows = {row["object_key"]: row for row in pipeline.ledger.versions()}
@@ -49,14 +58,21 @@ def test_corpus_on_s3_ends_as_expected_with_one_dead_letter_per_failure(
         r.partition_key: r.asset_materialization.metadata
         for r in instance.fetch_materializations(ASSET, limit=1000).records
     }
-    run_success = {run.dagster_run.tags["dagster/partition"]: run.success for run in runs}
+    # A batch run fails when any of its documents does; per document, the partition status says what happened.
+    partition_status = instance.get_status_by_partition(
+        ASSET, [ref.partition_key for ref in refs.values()], documents_partitions
+    )
+    expected_status = {"SUCCESS": dg.AssetPartitionStatus.MATERIALIZED, "FAILED": dg.AssetPartitionStatus.FAILED}
+    assert [run.success for run in runs] == [
+        all(rows[v["key"]]["status"] == "SUCCESS" for v in pinned(request)) for request in tick.run_requests
+    ]
     for key, case in by_key.items():
         row, partition_key = rows[key], refs[key].partition_key
         assert row["partition_key"] == partition_key, case.name
+        assert partition_status[partition_key] == expected_status[row["status"]], case.name
         if case.known_bug:
             continue  # its intended fate is not met yet; it is still conserved and dead-lettered if it failed
         assert row["status"] == case.expect, case.name
-        assert run_success[partition_key] == (case.expect == "SUCCESS"), case.name
         if case.expect == "SUCCESS":
             metadata = materialized[partition_key]
             assert (metadata["format"].value, metadata["sha256"].value) == (
@@ -87,6 +103,7 @@ def test_corpus_on_s3_ends_as_expected_with_one_dead_letter_per_failure(
             "success": len(cases) - expected_failures,
             "failed": expected_failures,
             "skipped": 0,
+            "superseded": 0,
             "quarantined": 0,
             "in_flight": 0,
         }

@@ -1,12 +1,15 @@
-"""A worker in its own process for the failure tests: the real ingestion job, one partition, then a report.
+"""A worker in its own process for the failure tests: the real ingestion job, one run, then a report.
 
     python -m tests.failures.worker --sources FILE --ledger-url URL --dagster-home DIR --endpoint-url URL \\
-        --partition KEY --result FILE [--ready FILE --go FILE]
+        (--request FILE | --partition KEY) --result FILE [--ready FILE --go FILE]
 
-S3 credentials come from the environment (the test's AWS_* variables); the S3 endpoint is the test's proxy. With
-``--ready``/``--go`` the worker loads everything, creates the ready file and starts its run only once the go file
-exists (waiting at most a minute), so two workers can be released at the same moment. The result file gets the
-run id, its success, the materialized partitions and the run's log lines.
+``--request`` runs a sensor's run request as the daemon launches it: a batch of pinned versions (the file is JSON
+with the request's ``run_config``, ``tags`` and ``run_key``, see ``s3_support.write_request``). ``--partition``
+runs one partition at its current version, as "Materialize" in the UI does. S3 credentials come from the
+environment (the test's AWS_* variables); the S3 endpoint is the test's proxy. With ``--ready``/``--go`` the worker
+loads everything, creates the ready file and starts its run only once the go file exists (waiting at most a
+minute), so two workers can be released at the same moment. The result file gets the run id, its success, the
+materialized partitions and the run's log lines.
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ def _wait_for(path: Path, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("sources", "ledger-url", "dagster-home", "endpoint-url", "partition", "result"):
+    for name in ("sources", "ledger-url", "dagster-home", "endpoint-url", "result"):
         parser.add_argument(f"--{name}", required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--request", help="a JSON file with the run config, tags and run key of a sensor's request")
+    what.add_argument("--partition", help="a partition key, run at the object's current version")
     parser.add_argument("--ready")
     parser.add_argument("--go")
     args = parser.parse_args(argv)
@@ -45,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         "ingestion": IngestionResource(s3=S3Resource(endpoint_url=args.endpoint_url), sources_file=args.sources),
         "ledger": LedgerResource(url=args.ledger_url),
     }
+    request = None
+    if args.request:
+        pinned = json.loads(Path(args.request).read_text(encoding="utf-8"))
+        request = dg.RunRequest(run_key=pinned["run_key"], run_config=pinned["run_config"], tags=pinned["tags"])
     overrides = {"telemetry": {"enabled": False}}
     with dg.DagsterInstance.local_temp(args.dagster_home, overrides=overrides) as instance:
         pipeline = Pipeline(resources, instance)
@@ -54,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready:
             Path(args.ready).touch()
             _wait_for(Path(args.go), GO_TIMEOUT_SECONDS)
-        run = pipeline.run(args.partition)
+        run = pipeline.run_request(request) if request is not None else pipeline.run(args.partition)
         report = {
             "run_id": run.run_id,
             "success": run.success,

@@ -1,11 +1,12 @@
 """A ledger snapshot as the `ingestion_ledger` asset writes it: tables `ledger.processed_files` and
 `ledger.dead_letters` in the warehouse.
 
-Three sources. `orders/2026-01.csv` was overwritten: its first ETag succeeded, its second is still processing.
-`orders` has a broken file (failed, open dead letter), an excluded one (skipped) and a new one (discovered).
-`invoices` has a scan that ran out of replays (quarantined dead letter), a file that failed transiently and
-succeeded on replay (resolved dead letter) and one that failed transiently and waits for a replay (open).
-`notes` is a local source (empty bucket).
+Three sources. `orders/2026-01.csv` was overwritten: its first ETag succeeded, its second is still processing
+(leased by its run). `orders` has a broken file (failed, open dead letter), an excluded one (skipped) and a new one
+(discovered). `invoices` has a scan that ran out of replays (quarantined dead letter), a file that failed
+transiently and succeeded on replay (resolved dead letter) and one that failed transiently and waits for a replay
+(open). `notes` is a local source (empty bucket); its draft was overwritten before it was ingested: the first ETag
+is superseded, the second waits for a run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ PROCESSED_FILES_COLUMNS = {
     "error_message": "varchar",
     "retry_count": "integer",
     "run_id": "varchar",
+    # 0002: pinned versions, leases, hand-backs and lost runs.
+    "version_id": "varchar",
+    "lease_token": "varchar",
+    "lease_expires_at": "timestamptz",
+    "not_before": "timestamptz",
+    "tries": "integer",
+    "lost_count": "integer",
+    "request_key": "varchar",
+    "request_count": "integer",
+    "error_traceback": "varchar",
     "snapshot_at": "timestamptz",
 }
 DEAD_LETTERS_COLUMNS = {
@@ -48,7 +59,7 @@ DEAD_LETTERS_COLUMNS = {
     "object_key": "varchar",
     "etag": "varchar",
     "size_bytes": "bigint",
-    "content_type": "varchar",
+    "content_type": "text",  # TEXT in the ledger since 0002 (a Content-Type can be long); VARCHAR in DuckDB
     "partition_key": "varchar",
     "error_class": "varchar",
     "error_type": "varchar",
@@ -59,17 +70,24 @@ DEAD_LETTERS_COLUMNS = {
     "max_retries": "integer",
     "state": "varchar",
     "closed_at": "timestamptz",
+    # 0002: the row is written first; stored_key is where its JSON object is so far.
+    "stored_key": "varchar",
+    "error_traceback": "varchar",
+    "attempts": "integer",
+    "job_name": "varchar",
     "is_resolved": "boolean",
     "snapshot_at": "timestamptz",
 }
 SNAPSHOT_AT = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
+# Longer than the 255 characters content_type held before 0002.
+LONG_CONTENT_TYPE = "text/csv; charset=utf-8; " + "; ".join(f"x-param-{i}=value-{i}" for i in range(20))
 
 # What the marts must show.
 EXPECTED_CONSERVATION = [
-    # source, discovered, succeeded, failed, skipped, quarantined, in flight, duplicated, balanced
-    ("invoices", 3, 1, 1, 0, 1, 0, 0, True),
-    ("notes", 2, 1, 0, 0, 0, 1, 0, True),
-    ("orders", 6, 2, 1, 1, 0, 2, 0, True),  # both ETags of orders/2026-01.csv
+    # source, discovered, succeeded, failed, skipped, superseded, quarantined, in flight, duplicated, balanced
+    ("invoices", 3, 1, 1, 0, 0, 1, 0, 0, True),
+    ("notes", 3, 1, 0, 0, 1, 0, 1, 0, True),  # both ETags of guides/draft.md
+    ("orders", 6, 2, 1, 1, 0, 0, 2, 0, True),  # both ETags of orders/2026-01.csv
 ]
 EXPECTED_FAILURES = [
     # source, error class, error type, UTC day, failures, open, resolved, quarantined
@@ -82,7 +100,7 @@ EXPECTED_BACKLOG = [
     ("invoices", "FAILED", False, 1),
     ("invoices", "QUARANTINED", False, 1),
     ("invoices", "SUCCESS", False, 1),
-    ("notes", "DISCOVERED", True, 1),
+    ("notes", "DISCOVERED", True, 1),  # the second ETag of guides/draft.md; the superseded first one no longer counts
     ("notes", "SUCCESS", False, 1),
     ("orders", "DISCOVERED", True, 1),
     ("orders", "FAILED", False, 1),
@@ -111,11 +129,22 @@ def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status:
         status=status,
         discovered_at=_at(discovered),
         retry_count=0,
+        tries=0,
+        lost_count=0,
+        request_count=0,
         snapshot_at=SNAPSHOT_AT,
     )
     if status != "DISCOVERED":
-        row.update(requested_at=_at(discovered), processing_started_at=_at(discovered), run_id=f"run-{row_id}")
-    if status in ("SUCCESS", "FAILED", "QUARANTINED"):
+        row.update(
+            requested_at=_at(discovered),
+            processing_started_at=_at(discovered),
+            run_id=f"run-{row_id}",
+            request_key=f"{source}:{row_id}-{row_id}:1:{row_id:012x}",
+            request_count=1,
+        )
+    if status == "PROCESSING":
+        row.update(lease_token=f"{row_id:032x}", lease_expires_at=_at(discovered) + timedelta(minutes=1))
+    if status in ("SUCCESS", "FAILED", "QUARANTINED", "SUPERSEDED"):
         row.update(processed_at=_at(discovered))
     row.update(facts)
     return row
@@ -131,12 +160,16 @@ def _dead_letter(dlq_key: str, version: dict, failed: str, state: str = "open", 
         error_class=version["error_class"],
         error_type=version["error_type"],
         error_message=version["error_message"],
+        error_traceback=version["error_traceback"],
         failed_at=_at(failed),
         run_id=version["run_id"],
+        job_name="ingest_documents",
+        attempts=version["tries"] + 1,
         retry_count=version["retry_count"],
         max_retries=3,
         state=state,
         closed_at=None if state == "open" else _at(failed) + timedelta(minutes=1),
+        stored_key=dlq_key,  # written where the row says
         is_resolved=state == "resolved",
         snapshot_at=SNAPSHOT_AT,
     )
@@ -161,6 +194,7 @@ def processed_files() -> list[dict]:
             error_class="validation",
             error_type="CsvShapeError",
             error_message="CSV line 4 has 8 fields but the header has 6",
+            error_traceback="Traceback (most recent call last):\nCsvShapeError: CSV line 4 has 8 fields",
         ),
         _version(5, "orders", "landing", "orders/2026-11-06.csv", "g1", "DISCOVERED", "2026-11-06T11:59:00+00:00"),
         _version(6, "orders", "landing", "orders/huge.csv", "h1", "SKIPPED", "2026-11-06T08:00:00+00:00"),
@@ -175,6 +209,7 @@ def processed_files() -> list[dict]:
             error_class="validation",
             error_type="UnsupportedFormatError",
             error_message="binary content (PDF) is not a supported document format",
+            error_traceback="Traceback (most recent call last):\nUnsupportedFormatError: binary content (PDF)",
         ),
         _version(
             8,
@@ -184,10 +219,7 @@ def processed_files() -> list[dict]:
             "i1",
             "SUCCESS",
             "2026-02-02T07:30:00+00:00",
-            retry_count=1,
-            error_class="transient",
-            error_type="ReadTimeoutError",
-            error_message="Read timeout on endpoint URL",
+            retry_count=1,  # a success clears the error columns; its resolved dead letter keeps the error
         ),
         _version(
             9,
@@ -198,12 +230,28 @@ def processed_files() -> list[dict]:
             "FAILED",
             "2026-02-02T08:00:00+00:00",
             retry_count=3,
+            tries=4,
             error_class="transient",
             error_type="ReadTimeoutError",
             error_message="Read timeout on endpoint URL",
+            error_traceback="Traceback (most recent call last):\nReadTimeoutError: Read timeout on endpoint URL",
         ),
         _version(10, "notes", "", "guides/ops runbook.md", "t1", "SUCCESS", "2026-02-01T09:05:00+00:00"),
-        _version(11, "notes", "", "guides/draft.md", "t2", "DISCOVERED", "2026-11-06T11:00:00+00:00"),
+        # Requested, then overwritten before a run claimed it: superseded when the new ETag was discovered.
+        _version(
+            11,
+            "notes",
+            "",
+            "guides/draft.md",
+            "t0",
+            "SUPERSEDED",
+            "2026-11-06T10:00:00+00:00",
+            processing_started_at=None,
+            run_id=None,
+            processed_at=_at("2026-11-06T11:00:00+00:00"),
+            error_message="ETag t0 was replaced by t2 before it was ingested",
+        ),
+        _version(12, "notes", "", "guides/draft.md", "t2", "DISCOVERED", "2026-11-06T11:00:00+00:00"),
     ]
 
 
@@ -212,7 +260,12 @@ def dead_letters(versions: list[dict]) -> list[dict]:
     by_id = {version["id"]: version for version in versions}
     return [
         # 23:30 UTC on November 5, already November 6 in the writer's time zone: failures are per UTC day.
-        _dead_letter("dlq/ingestion/2026/11/05/orders__broken__b1.json", by_id[4], "2026-11-06T00:30:00+01:00"),
+        _dead_letter(
+            "dlq/ingestion/2026/11/05/orders__broken__b1.json",
+            by_id[4],
+            "2026-11-06T00:30:00+01:00",
+            content_type=LONG_CONTENT_TYPE,
+        ),
         # Out of replays: moved to quarantined/, the ledger row is QUARANTINED.
         _dead_letter(
             "dlq/quarantined/ingestion/2026/02/02/invoices__scan__q1.json",
@@ -227,6 +280,11 @@ def dead_letters(versions: list[dict]) -> list[dict]:
             "2026-02-02T07:31:00+00:00",
             state="resolved",
             retry_count=0,
+            error_class="transient",
+            error_type="ReadTimeoutError",
+            error_message="Read timeout on endpoint URL",
+            error_traceback="Traceback (most recent call last):\nReadTimeoutError: Read timeout on endpoint URL",
+            attempts=5,
         ),
         _dead_letter("dlq/ingestion/2026/02/02/invoices__2026-03__i2.json", by_id[9], "2026-02-02T08:01:00+00:00"),
     ]
