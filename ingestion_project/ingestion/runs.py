@@ -22,7 +22,7 @@ from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
 
 from ingestion_project.config import Settings
 from ingestion_project.failures.classes import error_class, limits_for, next_delay
-from ingestion_project.failures.dead_letters import record_key
+from ingestion_project.failures.dead_letters import record_key, write_pending
 from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostError, ingest_document
 from ingestion_project.ingestion.resources import IngestionResource
 from ingestion_project.lib.errors import DocumentError, SupersededError
@@ -89,6 +89,7 @@ class Outcome:
     doc: IngestedDocument | None = None
     message: str = ""
     delay: float | None = None
+    closed_letters: int = 0
 
 
 @dataclass
@@ -97,6 +98,7 @@ class RunTally:
 
     counts: Counter = field(default_factory=Counter)
     retry_delays: list[float] = field(default_factory=list)
+    closed_letters: int = 0
 
     def summary(self) -> str:
         return ", ".join(f"{name} {count}" for name, count in sorted(self.counts.items())) or "nothing to do"
@@ -153,7 +155,8 @@ class IngestionRun:
         if not ids:
             return
         lease = self.book.claim(ids, self.run_id, self.lease, claimable=claimable)
-        self.tally.counts["not claimed (held or finished elsewhere)"] += len(set(ids)) - len(lease.rows)
+        if len(set(ids)) > len(lease.rows):
+            self.tally.counts["not claimed (held or finished elsewhere)"] += len(set(ids)) - len(lease.rows)
         if not lease.rows:
             return
         self.ingestion.warm_up()  # one S3 client for every thread
@@ -168,6 +171,17 @@ class IngestionRun:
             finally:
                 for outcome in outcomes:
                     outcome.cancel()  # the step is failing or being interrupted: start nothing new
+        if self.tally.closed_letters:
+            self._move_closed_letters()
+
+    def _move_closed_letters(self) -> None:
+        """Move the records this run closed (a replay that succeeded, a version superseded) to their prefix. Best
+        effort: the ledger already says where they belong, and the discovery sensor finishes what fails here."""
+        written, problems = write_pending(self.book, self.ingestion.dead_letter_store)
+        for uri in written:
+            self.context.log.info(f"Dead-letter record moved to {uri}")
+        for problem in problems:
+            self.context.log.warning(f"Dead-letter record not moved yet (the discovery sensor retries it): {problem}")
 
     def _process(self, lease: Lease, row: dict) -> Outcome:
         """Land one version and record its outcome in the ledger (in a worker thread: no logging, no events)."""
@@ -186,15 +200,16 @@ class IngestionRun:
                 still_held=lambda: self.book.holds(row["id"], lease.token),
             )
         except SupersededError as error:
-            if self.book.supersede(row["id"], lease.token, str(error)) is None:
+            closed = self.book.supersede(row["id"], lease.token, str(error))
+            if closed is None:
                 return Outcome("lease lost", version, message=f"lost the lease on {version.label()}")
-            return Outcome("superseded", version, message=str(error))
+            return Outcome("superseded", version, message=str(error), closed_letters=len(closed))
         except LeaseLostError as error:
             return Outcome("lease lost", version, message=str(error))
         # One document's failure, whatever it is, must not stop or fail the others in this run.
         except Exception as error:  # noqa: BLE001
             return self._failed(lease, row, version, error)
-        resolved = self.book.succeed(
+        closed = self.book.succeed(
             row["id"],
             lease.token,
             sha256=doc.sha256,
@@ -202,9 +217,9 @@ class IngestionRun:
             bytes_read=doc.info.size,
             duration_ms=doc.duration_ms,
         )
-        if resolved is None:
+        if closed is None:
             return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")
-        return Outcome("landed", version, doc=doc)
+        return Outcome("landed", version, doc=doc, closed_letters=len(closed))
 
     def _failed(self, lease: Lease, row: dict, version: DocumentVersion, error: Exception) -> Outcome:
         source = self.settings.source(version.source)
@@ -251,6 +266,7 @@ class IngestionRun:
     def _report(self, outcome: Outcome, planned: bool) -> Iterator:
         """The events and log lines of one outcome (in the step's own thread)."""
         self.tally.counts[outcome.kind] += 1
+        self.tally.closed_letters += outcome.closed_letters
         version = outcome.version
         if outcome.kind == "landed":
             yield dg.AssetMaterialization(

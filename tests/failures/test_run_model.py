@@ -218,6 +218,8 @@ def test_a_replay_whose_record_cannot_be_moved_still_succeeds_and_the_move_compl
     assert relaxed.ledger.versions()[0]["status"] == "SUCCESS"
     [letter] = relaxed.ledger.dead_letter_rows()
     assert (letter["state"], letter["stored_key"]) == ("resolved", open_key)  # moved in the ledger, not yet in S3
+    attempts = [r for r in s3_proxy.requests() if r.method == "PUT" and "/dlq/resolved/" in r.target]
+    assert attempts and all(r.fault is not None for r in attempts)  # the run tried, and its failure was absorbed
     s3_proxy.clear_faults()
     relaxed.tick()
     assert keys_under(s3_client, bronze_bucket, "dlq/ingestion/") == []

@@ -88,12 +88,6 @@ def test_the_fixture_restates_every_column_the_snapshot_writes(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dbt_project/models/staging/ledger/_ledger__sources.yml does not declare the columns migration 0002 added "
-    "(processed_files: version_id, lease_token, lease_expires_at, not_before, tries, lost_count, request_key, "
-    "request_count, error_traceback; dead_letters: stored_key, error_traceback, attempts, job_name)",
-)
 def test_ledger_sources_declare_every_column_the_snapshot_writes(
     ledger_resource: LedgerResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

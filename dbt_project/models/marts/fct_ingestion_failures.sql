@@ -16,7 +16,8 @@ final as (
         count(*) as failure_count,
         count(*) filter (where is_open) as open_failure_count,
         count(*) filter (where is_resolved) as resolved_failure_count,
-        count(*) filter (where state = 'quarantined') as quarantined_failure_count
+        count(*) filter (where state = 'quarantined') as quarantined_failure_count,
+        count(*) filter (where state = 'superseded') as superseded_failure_count
 
     from dead_letters
     group by 1, 2, 3, 4
