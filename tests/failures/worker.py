@@ -43,12 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--request", help="a JSON file with the run config, tags and run key of a sensor's request")
     what.add_argument("--partition", help="a partition key, run at the object's current version")
+    parser.add_argument(
+        "--s3-max-attempts", type=int, help="dagster-aws S3Resource.max_attempts (0: no botocore retry)"
+    )
     parser.add_argument("--ready")
     parser.add_argument("--go")
     args = parser.parse_args(argv)
 
     resources = {
-        "ingestion": IngestionResource(s3=S3Resource(endpoint_url=args.endpoint_url), sources_file=args.sources),
+        "ingestion": IngestionResource(
+            s3=S3Resource(
+                endpoint_url=args.endpoint_url,
+                **({"max_attempts": args.s3_max_attempts} if args.s3_max_attempts is not None else {}),
+            ),
+            sources_file=args.sources,
+        ),
         "ledger": LedgerResource(url=args.ledger_url),
     }
     request = None
