@@ -115,3 +115,45 @@ def test_missing_file_names_the_path(tmp_path):
 @pytest.mark.parametrize(("text", "size"), [(123, 123), ("10MiB", 10 * 2**20), ("1.5 KB", 1500), ("2gb", 2 * 10**9)])
 def test_sizes_parse(text, size):
     assert parse_size(text) == size
+
+
+def test_run_model_settings_default_to_the_documented_values(tmp_path):
+    settings = load_settings(write(tmp_path, VALID))
+    assert (settings.lease_seconds, settings.max_runs_per_tick, settings.max_in_run_backoff_seconds) == (60, 8, 10)
+    for source in settings.sources:
+        assert (source.batch_size.documents, source.batch_size.max_bytes) == (500, 256 * 2**20)
+        assert source.max_attempts == 3
+
+
+def test_batch_size_and_run_limits_are_read_per_source_and_for_the_file(tmp_path):
+    text = """
+        bronze: {s3: {bucket: bronze}}
+        lease_seconds: 30
+        max_runs_per_tick: 2
+        sources:
+          - {name: big, type: s3, bucket: bbb, batch_size: {documents: 1000, bytes: 1GiB}, max_attempts: 5}
+          - {name: small, type: s3, bucket: ccc, batch_size: {documents: 10}}
+    """
+    settings = load_settings(write(tmp_path, text))
+    assert (settings.lease_seconds, settings.max_runs_per_tick) == (30, 2)
+    big, small = settings.source("big"), settings.source("small")
+    assert (big.batch_size.documents, big.batch_size.max_bytes, big.max_attempts) == (1000, 2**30, 5)
+    assert (small.batch_size.documents, small.batch_size.max_bytes) == (10, 256 * 2**20)
+
+
+@pytest.mark.parametrize(
+    ("top_level", "source_fields", "message"),
+    [
+        ("", "batch_size: {documents: 0}", "source 'a': field 'batch_size.documents'"),
+        ("", "batch_size: {bytes: lots}", "'lots' is not a size"),
+        ("", "max_attempts: 0", "source 'a': field 'max_attempts'"),
+        # Replaced by leases: a file still setting it is told so rather than silently ignored.
+        ("processing_timeout_seconds: 600", "", "field 'processing_timeout_seconds': unknown field"),
+    ],
+)
+def test_invalid_run_model_settings_name_the_field(tmp_path, top_level, source_fields, message):
+    source = "{name: a, type: s3, bucket: bbb" + (f", {source_fields}" if source_fields else "") + "}"
+    path = write(tmp_path, f"bronze: {{s3: {{bucket: bronze}}}}\n{top_level}\nsources:\n  - {source}\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    assert message in str(error.value)

@@ -11,6 +11,7 @@ from ingestion_project.lib import errors
 from ingestion_project.lib.bronze import BronzeVersion
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
+from ingestion_project.lib.versions import DocumentVersion
 from tests.corpus import (
     CASES,
     CORPUS_SOURCE,
@@ -75,12 +76,17 @@ class Landing:
     def ref(self, case: Case) -> DocumentRef:
         return DocumentRef(self.config.name, self.store.bucket, case.key)
 
+    def pin(self, case: Case) -> DocumentVersion:
+        """The version the discovery sensor would pin: the object as listed."""
+        [info] = [info for info in self.store.list_objects() if info.key == case.key]
+        return DocumentVersion(self.ref(case), info.etag, info.version_id, info.size, info.last_modified)
+
     def ingest(self, case: Case) -> IngestedDocument:
-        info = self.store.head(case.key)
-        return ingest_document(self.ref(case), info, self.config, self.store, (LocalObjectStore(self.bronze_dir), ""))
+        bronze = (LocalObjectStore(self.bronze_dir), "")
+        return ingest_document(self.pin(case), self.config, self.store, bronze)
 
     def manifest(self, case: Case, document: IngestedDocument) -> dict:
-        version = BronzeVersion(self.ref(case), document.info.etag, document.is_text)
+        version = BronzeVersion(self.ref(case), document.version.etag, document.is_text)
         [row] = pq.read_table(self.bronze_dir / version.manifest_key).to_pylist()
         return row
 
@@ -122,6 +128,7 @@ def test_corpus_document_meets_its_expected_fate_and_source_is_untouched(case: C
         document = landing.ingest(case)
         row = landing.manifest(case, document)
         assert (row["object_key"], row["format"], row["record_count"]) == (case.key, case.format, case.records)
+        assert row["etag"] == document.version.etag == before.etag  # exactly the pinned version landed
         assert row["sha256"] == hashlib.sha256(case.body).hexdigest() == document.sha256
         assert row["size_bytes"] == len(case.body)
         assert pq.read_table(row["bronze_path"]).num_rows == case.records

@@ -1,6 +1,9 @@
 import dagster as dg
+from dagster._core.definitions.dependency import NodeHandle
 
 from ingestion_project.definitions import defs
+
+RUN_STATUS_SENSORS = ("ingestion_failed_run_sensor", "ingestion_canceled_run_sensor")
 
 
 def test_definitions_load_with_both_domains():
@@ -10,12 +13,22 @@ def test_definitions_load_with_both_domains():
         "build_warehouse",
         "replay_dead_letters_job",
     }
-    assert {s.name for s in repo.sensor_defs} == {"document_discovery_sensor", "warehouse_after_ingestion_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "document_discovery_sensor",
+        "warehouse_after_ingestion_sensor",
+        *RUN_STATUS_SENSORS,
+    }
 
 
 def test_sensors_start_running_by_default():
-    for name in ("document_discovery_sensor", "warehouse_after_ingestion_sensor"):
+    for name in ("document_discovery_sensor", "warehouse_after_ingestion_sensor", *RUN_STATUS_SENSORS):
         assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_run_status_sensors_are_registered_as_run_status_sensors():
+    for name in RUN_STATUS_SENSORS:
+        sensor = defs.get_sensor_def(name)
+        assert isinstance(sensor, dg.RunStatusSensorDefinition), name
 
 
 def test_marts_sit_downstream_of_raw_documents():
@@ -37,7 +50,22 @@ def test_dbt_tests_are_asset_checks():
     assert any(name.startswith("relationships_fct_orders_customer_id") for name in checks)
 
 
+def hooks_on_raw_documents(job: dg.JobDefinition) -> set[str]:
+    """The hooks a run of ``job`` applies to the raw_documents step, wherever they are attached."""
+    return {hook.name for hook in job.get_all_hooks_for_handle(NodeHandle("raw_documents", None))}
+
+
+def test_the_dead_letter_hook_is_on_the_raw_documents_asset_itself():
+    assert "dead_letter_hook" in {hook.name for hook in defs.get_assets_def("raw_documents").hook_defs}
+
+
 def test_sensor_launched_ingestion_runs_carry_the_dead_letter_hook():
-    job = defs.get_job_def("ingest_documents")
-    assert "dead_letter_hook" in {hook.name for hook in job.hook_defs}
     assert defs.get_sensor_def("document_discovery_sensor").job_name == "ingest_documents"
+    assert "dead_letter_hook" in hooks_on_raw_documents(defs.resolve_job_def("ingest_documents"))
+
+
+def test_ui_materialize_and_backfill_runs_carry_the_dead_letter_hook():
+    # "Materialize" and backfills run the implicit asset job, not ingest_documents.
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert "raw_documents" in {node.name for node in job.graph.nodes}
+    assert "dead_letter_hook" in hooks_on_raw_documents(job)

@@ -1,10 +1,13 @@
-"""Upload → discovery sensor → ingestion runs → bronze on S3 → warehouse sensor → dbt build → marts, for real.
+"""Upload → discovery sensor → batch ingestion runs → bronze on S3 → warehouse sensor → dbt build → marts, for real.
 
-Runs the same pass as `make demo` against the session's local S3 server, with the shipped sources file.
+Runs the same pass as `make demo` against the session's local S3 server, with the shipped sources file: each run
+the sensor requests is launched with the request's run config (its pinned versions) and tags. What each run pinned
+is read back from the instance, as the UI shows it.
 """
 
 import csv
 import json
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,10 +15,16 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ingestion_project.devtools.demo import run_pass
+from ingestion_project.devtools.demo import PassReport, run_pass
 from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from ingestion_project.ingestion.batches import BATCH_TAG, DOCUMENTS_TAG, SOURCE_TAG
+from ingestion_project.ingestion.partitions import documents_partitions
+from ingestion_project.lib.keys import DocumentRef
 
 ORDERS_DIR = DEFAULT_SAMPLES_DIR / "landing" / "orders"
+BROKEN = ("landing", "orders/2026-11-05-broken.csv")
+BROKEN_PARTITION = DocumentRef("orders", *BROKEN).partition_key
+ASSET = dg.AssetKey("raw_documents")
 
 
 def sample_orders() -> list[dict]:
@@ -68,21 +77,64 @@ def _pipeline(s3_client, tmp_path, monkeypatch, ledger_url: str, instance_config
         yield defs, instance, uploaded, tmp_path / "warehouse.duckdb"
 
 
+def batch_runs(instance: dg.DagsterInstance, report: PassReport) -> dict[str, dg.DagsterRun]:
+    """The run launched for each request of the pass, found by its batch tag."""
+    runs = {}
+    for run_key in report.requested:
+        [run] = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: run_key}))
+        runs[run_key] = run
+    return runs
+
+
+def pinned(run: dg.DagsterRun) -> list[dict]:
+    return run.run_config["ops"]["raw_documents"]["config"]["versions"]
+
+
+def assert_every_upload_pinned_once_in_one_batch_per_source(runs: dict[str, dg.DagsterRun], etags: dict) -> None:
+    versions = [v for run in runs.values() for v in pinned(run)]
+    assert Counter((v["bucket"], v["key"]) for v in versions) == Counter(dict.fromkeys(etags, 1))
+    assert {(v["bucket"], v["key"]): v["etag"] for v in versions} == {k: e.strip('"') for k, e in etags.items()}
+    for run in runs.values():
+        assert {v["source"] for v in pinned(run)} == {run.tags[SOURCE_TAG]}
+        assert run.tags[DOCUMENTS_TAG] == str(len(pinned(run)))
+    # The samples are far below a batch: one run per source.
+    assert sorted(run.tags[SOURCE_TAG] for run in runs.values()) == sorted({v["source"] for v in versions})
+
+
+def assert_only_the_broken_sample_failed(report: PassReport, runs: dict[str, dg.DagsterRun]) -> None:
+    """One run failed: the one carrying the broken sample, naming it (and only it) and its reason."""
+    [(run_key, description)] = report.failures.items()
+    assert BROKEN in {(v["bucket"], v["key"]) for v in pinned(runs[run_key])}
+    assert description.startswith(f"1 of {len(pinned(runs[run_key]))} document(s) failed")
+    assert f"{BROKEN_PARTITION}: ValidationError: CSV line 4 has 8 fields but the header has 6" in description
+    assert all(run.is_success for key, run in runs.items() if key != run_key)
+
+
 def query(warehouse: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 
-def test_samples_flow_from_upload_to_marts(pipeline, s3_client):
+def test_samples_flow_from_upload_through_batch_runs_to_marts(pipeline, s3_client):
     defs, instance, uploaded, warehouse = pipeline
     etags_before = {key: s3_client.head_object(Bucket=b, Key=key)["ETag"] for b, key in uploaded}
 
     report = run_pass(defs, instance)
 
-    assert len(report.requested) == len(uploaded) == 8
-    assert list(report.failures) == ["orders:landing/orders/2026-11-05-broken.csv"]
-    assert "CSV line 4 has 8 fields but the header has 6" in report.failures[report.requested[4]]
+    runs = batch_runs(instance, report)
+    assert len(uploaded) == 8
+    assert_every_upload_pinned_once_in_one_batch_per_source(runs, {(b, key): etags_before[key] for b, key in uploaded})
+    assert_only_the_broken_sample_failed(report, runs)
     assert report.warehouse_succeeded and report.checks and all(report.checks.values())
+    # Per document, the partition says what happened, though its whole batch run failed.
+    partitions = [
+        DocumentRef(v["source"], v["bucket"], v["key"]).partition_key for r in runs.values() for v in pinned(r)
+    ]
+    status = instance.get_status_by_partition(ASSET, partitions, documents_partitions)
+    assert {p for p, s in status.items() if s == dg.AssetPartitionStatus.FAILED} == {BROKEN_PARTITION}
+    assert {p for p, s in status.items() if s == dg.AssetPartitionStatus.MATERIALIZED} == set(partitions) - {
+        BROKEN_PARTITION
+    }
     manifests = s3_client.list_objects_v2(Bucket="bronze", Prefix="bronze/documents/")["Contents"]
     assert len(manifests) == 7
     # Sources are only read: every sample is still there, unchanged.
@@ -111,8 +163,10 @@ def test_overwritten_document_is_reprocessed_once_and_replaces_its_rows(pipeline
         Key="orders/2026-11-01.csv",
         Body=b"order_id,customer_id,order_date,status,amount,currency\nORD-1001,C001,2026-11-01,placed,5.00,USD\n",
     )
+    new_etag = s3_client.head_object(Bucket="landing", Key="orders/2026-11-01.csv")["ETag"].strip('"')
     second = run_pass(defs, instance)
-    assert second.requested == ["orders:landing/orders/2026-11-01.csv"]
+    [run] = batch_runs(instance, second).values()
+    assert [(v["bucket"], v["key"], v["etag"]) for v in pinned(run)] == [("landing", "orders/2026-11-01.csv", new_etag)]
     assert second.failures == {} and second.warehouse_succeeded
 
     assert query(warehouse, "select order_count, revenue from fct_daily_revenue where order_date = '2026-11-01'") == [
@@ -126,14 +180,16 @@ def test_overwritten_document_is_reprocessed_once_and_replaces_its_rows(pipeline
     assert versions == [(2, 1)]
 
 
-def test_sensor_and_runs_on_a_dagster_postgres_instance(postgres_pipeline, postgres_url):
+def test_sensor_and_batch_runs_on_a_dagster_postgres_instance(postgres_pipeline, postgres_url, s3_client):
     import sqlalchemy as sa
 
     defs, instance, uploaded, warehouse = postgres_pipeline
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    etags = {(bucket, key): s3_client.head_object(Bucket=bucket, Key=key)["ETag"] for bucket, key in uploaded}
     report = run_pass(defs, instance)
-    assert len(report.requested) == len(uploaded)
-    assert list(report.failures) == ["orders:landing/orders/2026-11-05-broken.csv"]
+    runs = batch_runs(instance, report)
+    assert_every_upload_pinned_once_in_one_batch_per_source(runs, etags)
+    assert_only_the_broken_sample_failed(report, runs)
     assert report.warehouse_succeeded
     assert len(instance.get_materialized_partitions(dg.AssetKey("raw_documents"))) == 7
     engine = sa.create_engine(postgres_url)

@@ -1,4 +1,5 @@
 import json
+import os
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -6,6 +7,7 @@ import pytest
 
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.partitions import documents_partitions
+from ingestion_project.ingestion.sensors import document_discovery_sensor
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
 
@@ -30,6 +32,39 @@ def materialize(resources, instance, keys):
         raise_on_error=False,
         **({"partition_key": keys[0]} if len(keys) == 1 else {"tags": tags}),
     )
+
+
+def sensor_requests(resources, instance) -> list[dg.RunRequest]:
+    """One discovery tick: its partitions added as the daemon adds them, its batch run requests returned."""
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = document_discovery_sensor(context)
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return list(result.run_requests)
+
+
+def run_batch(resources, instance, request: dg.RunRequest):
+    """The run a batch request launches: its pinned versions in the run config, its tags, no partition."""
+    return dg.materialize(
+        [raw_documents],
+        resources=resources,
+        instance=instance,
+        run_config=request.run_config,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+
+
+def pinned(request: dg.RunRequest) -> list[dict]:
+    return request.run_config["ops"]["raw_documents"]["config"]["versions"]
+
+
+def observations(instance, key) -> list[dict]:
+    """The status/reason observations recorded on one document's partition."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=raw_documents.key, asset_partitions=[pk(key)]), limit=10
+    ).records
+    return [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in records]
 
 
 def pk(key):
@@ -135,10 +170,13 @@ def test_one_failing_document_does_not_fail_the_others_in_its_run(inbox, resourc
     assert statuses == {"a.csv": "SUCCESS", "b.csv": "FAILED", "c.csv": "SUCCESS"}
 
 
-def test_a_vanished_document_is_an_external_error(inbox, resources):
+def test_a_partition_run_for_a_document_that_never_existed_fails_saying_so(inbox, resources, ledger_resource):
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(resources, instance, [pk("gone.csv")])
-    assert "ExternalError" in result.failure_data_for_node("raw_documents").user_failure_data.description
+    assert not result.success
+    description = result.failure_data_for_node("raw_documents").user_failure_data.description
+    assert "no version to ingest" in description and "gone.csv no longer exists" in description
+    assert ledger_resource.ledger().versions() == []  # nothing was pinned, so nothing is in flight
 
 
 def test_local_keys_cannot_escape_the_source_folder(inbox, resources):
@@ -159,3 +197,72 @@ def test_an_ingested_version_is_not_processed_twice(inbox, resources, ledger_res
     assert again.asset_materializations_for_node("raw_documents") == []
     [row] = ledger_resource.ledger().versions()
     assert (row["status"], row["run_id"]) == ("SUCCESS", first.run_id)
+
+
+def test_a_batch_run_lands_exactly_its_pinned_versions_one_materialization_each(inbox, resources, ledger_resource):
+    for name in ("a.csv", "b.csv"):
+        (inbox / name).write_text(ORDERS)
+    with dg.DagsterInstance.ephemeral() as instance:
+        [request] = sensor_requests(resources, instance)
+        result = run_batch(resources, instance, request)
+        again = run_batch(resources, instance, request)  # the same request launched twice
+    assert result.success and again.success
+    landed = {e.partition: e.metadata["etag"].value for e in result.asset_materializations_for_node("raw_documents")}
+    assert landed == {pk(v["key"]): v["etag"] for v in pinned(request)}
+    assert again.asset_materializations_for_node("raw_documents") == []  # nothing landed twice
+    rows = ledger_resource.ledger().versions()
+    assert {(r["object_key"], r["etag"], r["status"], r["run_id"]) for r in rows} == {
+        (v["key"], v["etag"], "SUCCESS", result.run_id) for v in pinned(request)
+    }
+
+
+def test_a_document_rewritten_after_it_was_pinned_is_superseded_without_failing_the_run(
+    inbox, resources, ledger_resource
+):
+    doc = inbox / "a.csv"
+    doc.write_text(ORDERS)
+    (inbox / "b.csv").write_text(ORDERS)
+    with dg.DagsterInstance.ephemeral() as instance:
+        [request] = sensor_requests(resources, instance)
+        [pinned_etag] = [v["etag"] for v in pinned(request) if v["key"] == "a.csv"]
+        doc.write_text(ORDERS + "ORD-3,C3,1.00\n")
+        os.utime(doc, ns=(doc.stat().st_atime_ns, doc.stat().st_mtime_ns + 10**9))
+        result = run_batch(resources, instance, request)
+        [observation] = observations(instance, "a.csv")
+    assert result.success
+    assert [e.partition for e in result.asset_materializations_for_node("raw_documents")] == [pk("b.csv")]
+    assert observation["status"] == "SUPERSEDED" and observation["etag"] == pinned_etag
+    statuses = {row["object_key"]: row["status"] for row in ledger_resource.ledger().versions()}
+    assert statuses == {"a.csv": "SUPERSEDED", "b.csv": "SUCCESS"}
+    assert ledger_resource.ledger().dead_letter_rows() == []
+
+
+def test_one_failing_document_does_not_fail_the_others_in_its_batch_and_is_dead_lettered(
+    inbox, resources, ledger_resource
+):
+    (inbox / "a.csv").write_text(ORDERS)
+    (inbox / "b.csv").write_text("a,b\n1\n")
+    (inbox / "c.csv").write_text(ORDERS)
+    with dg.DagsterInstance.ephemeral() as instance:
+        [request] = sensor_requests(resources, instance)
+        result = run_batch(resources, instance, request)
+        [observation] = observations(instance, "b.csv")
+        materialized = instance.get_materialized_partitions(raw_documents.key)
+    assert not result.success
+    assert materialized == {pk("a.csv"), pk("c.csv")}
+    failure = result.failure_data_for_node("raw_documents").user_failure_data
+    assert failure.description.startswith("1 of 3 document(s) failed")
+    assert pk("b.csv") in failure.description and pk("a.csv") not in failure.description
+    assert failure.metadata["failed_documents"].value == [pk("b.csv")]
+    assert observation["status"] == "FAILED" and "ValidationError" in observation["reason"]
+    book = ledger_resource.ledger()
+    assert {r["object_key"]: r["status"] for r in book.versions()} == {
+        "a.csv": "SUCCESS",
+        "b.csv": "FAILED",
+        "c.csv": "SUCCESS",
+    }
+    [letter] = book.dead_letter_rows()
+    assert (letter["object_key"], letter["state"], letter["run_id"]) == ("b.csv", "open", result.run_id)
+    # The asset's dead_letter_hook wrote the record where the ledger says it is.
+    record = json.loads((inbox.parent / "dlq" / letter["dlq_key"]).read_text())
+    assert (record["object"]["key"], record["error"]["type"]) == ("b.csv", "ValidationError")
