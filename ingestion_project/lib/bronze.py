@@ -39,6 +39,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("bronze_path", pa.string()),
         ("last_modified_at", _TIMESTAMP),
         ("ingested_at", _TIMESTAMP),
+        # The version's discovery order (its ledger row id): with last_modified_at, how dbt picks the latest.
+        ("discovery_seq", pa.int64()),
     ]
 )
 

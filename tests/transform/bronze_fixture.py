@@ -44,6 +44,8 @@ class Version:
     ingested_at: datetime
     data: pa.Table
     committed: bool = True  # False: the data file landed but its manifest never did (the document failed)
+    last_modified_at: datetime | None = None  # the object's LastModified; ingested_at when not given
+    discovery_seq: int | None = None  # None: a manifest written before the column existed
 
     @property
     def is_text(self) -> bool:
@@ -98,10 +100,14 @@ class Version:
             "record_count": self.data.num_rows,
             "columns_json": json.dumps([{"name": f.name, "type": str(f.type)} for f in self.data.schema]),
             "bronze_path": f"{root.rstrip('/')}/{self.data_path}",
-            "last_modified_at": self.ingested_at,
+            "last_modified_at": self.last_modified_at or self.ingested_at,
             "ingested_at": self.ingested_at,
         }
-        return pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA)
+        if self.discovery_seq is None:
+            return pa.Table.from_pylist(
+                [row], schema=MANIFEST_SCHEMA.remove(MANIFEST_SCHEMA.get_field_index("discovery_seq"))
+            )
+        return pa.Table.from_pylist([{**row, "discovery_seq": self.discovery_seq}], schema=MANIFEST_SCHEMA)
 
 
 MANIFEST_SCHEMA = pa.schema(
@@ -120,6 +126,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("bronze_path", pa.string()),
         ("last_modified_at", TIMESTAMP),
         ("ingested_at", TIMESTAMP),
+        ("discovery_seq", pa.int64()),
     ]
 )
 
@@ -198,12 +205,28 @@ def versions() -> list[Version]:
             "char_end": pa.array([31, 56], pa.int64()),
         }
     )
+    # The first version of orders/2026-01.csv is large and slow: it finishes ingesting after the corrected second
+    # version, which must still be the latest (by LastModified, not by ingestion time). customers is bronze from
+    # before manifests carried discovery_seq.
+    late_finish = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
     return [
-        Version("orders", "landing", "orders/2026-01.csv", "e1a", "csv", first_upload, orders_v1),
+        Version(
+            "orders",
+            "landing",
+            "orders/2026-01.csv",
+            "e1a",
+            "csv",
+            late_finish,
+            orders_v1,
+            last_modified_at=first_upload,
+            discovery_seq=1,
+        ),
         Version("customers", "landing", "customers/customers.json", "c1", "json", first_upload, customers),
-        Version("orders", "landing", "orders/2026-01.csv", "e1b", "csv", re_upload, orders_v2),
-        Version("orders", "landing", "orders/2026-02.ndjson", "f1-2", "ndjson", feb_upload, orders_feb),
-        Version("notes", "", "guides/ops runbook.md", "t1", "text", feb_upload, notes),
+        Version("orders", "landing", "orders/2026-01.csv", "e1b", "csv", re_upload, orders_v2, discovery_seq=3),
+        Version(
+            "orders", "landing", "orders/2026-02.ndjson", "f1-2", "ndjson", feb_upload, orders_feb, discovery_seq=4
+        ),
+        Version("notes", "", "guides/ops runbook.md", "t1", "text", feb_upload, notes, discovery_seq=5),
         Version(
             "orders",
             "landing",

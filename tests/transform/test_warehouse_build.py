@@ -30,6 +30,7 @@ def test_orders_come_only_from_the_latest_version_of_each_document(built_warehou
     assert set(orders) == bronze_fixture.EXPECTED_ORDER_IDS
     assert "ORD-1003" not in orders  # only in the first version of orders/2026-01.csv
     assert "ORD-9999" not in orders  # only in a newer data file whose manifest never landed
+    # e1a finished ingesting after e1b, but e1b is the object's newer version (LastModified): e1b wins.
     assert orders["ORD-1001"] == "e1b"
     assert built_warehouse.query("select amount, status from fct_orders where order_id = 'ORD-1001'") == [
         (Decimal("120.00"), "delivered")
@@ -86,8 +87,7 @@ def test_daily_ingestion_sums_documents_bytes_and_records_per_source_and_day(bui
     assert rows == [
         ("customers", "2026-01-31", 1, 1003, 3),
         ("notes", "2026-02-01", 1, 1002, 2),
-        ("orders", "2026-01-31", 1, 1003, 3),
-        ("orders", "2026-02-01", 2, 2006, 6),
+        ("orders", "2026-02-01", 3, 3009, 9),  # the slow first January version finished on Feb 1 too
     ]
 
 
@@ -130,3 +130,17 @@ def test_empty_bronze_builds_empty_marts(tmp_path: Path, monkeypatch: pytest.Mon
     assert build.query(
         "select data_type from information_schema.columns where table_name = 'fct_orders' and column_name = 'amount'"
     ) == [("DECIMAL(12,2)",)]
+
+
+def test_latest_version_follows_last_modified_then_discovery_order_not_ingestion_time(
+    built_warehouse: WarehouseBuild,
+):
+    rows = built_warehouse.query(
+        "select etag, discovery_seq, is_latest_version from fct_document_versions "
+        "where object_key = 'orders/2026-01.csv' order by etag"
+    )
+    assert rows == [("e1a", 1, False), ("e1b", 3, True)]  # e1a was ingested last, and is still not the latest
+    # customers' manifest predates discovery_seq: read as null, the build still works.
+    assert built_warehouse.query("select discovery_seq from fct_document_versions where source = 'customers'") == [
+        (None,)
+    ]

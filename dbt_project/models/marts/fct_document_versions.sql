@@ -21,10 +21,13 @@ final as (
         record_count,
         bronze_path,
         last_modified_at,
+        discovery_seq,
         ingested_at,
+        -- By the object's own order, never by when ingestion finished: a large old version that lands after
+        -- a corrected new one is not the latest.
         row_number() over (
             partition by source, bucket, object_key
-            order by ingested_at desc, etag desc
+            order by last_modified_at desc nulls last, discovery_seq desc nulls last, etag desc
         ) = 1 as is_latest_version
 
     from documents

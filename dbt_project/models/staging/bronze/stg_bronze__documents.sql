@@ -3,6 +3,10 @@ with
 source as (
 
     select * from {{ bronze_relation(source('bronze', 'documents')) }}
+    -- Manifests written before discovery_seq existed lack the column: this keeps it, as null, in every case.
+    union all by name
+    select cast(null as bigint) as discovery_seq
+    where false
 
 ),
 
@@ -23,6 +27,7 @@ renamed as (
         columns_json,
         bronze_path,
         cast(last_modified_at as timestamp with time zone) as last_modified_at,
+        cast(discovery_seq as bigint) as discovery_seq,
         cast(ingested_at as timestamp with time zone) as ingested_at
 
     from source

@@ -25,6 +25,8 @@ renamed as (
         _object_key as object_key,
         _etag as etag,
         cast(_ingested_at as timestamp with time zone) as ingested_at,
+        _document_modified_at as document_modified_at,
+        _document_discovery_seq as document_discovery_seq,
         cast(_row_number as bigint) as source_row_number
 
     from latest_document_versions
@@ -33,11 +35,15 @@ renamed as (
 
 deduplicated as (
 
-    -- An order present in several current documents: the most recently ingested row wins.
+    -- An order present in several current documents: the row of the latest document (by its own order) wins.
     select * from renamed
     qualify row_number() over (
         partition by order_id
-        order by ingested_at desc, object_key desc, source_row_number desc
+        order by
+            document_modified_at desc nulls last,
+            document_discovery_seq desc nulls last,
+            object_key desc,
+            source_row_number desc
     ) = 1
 
 )
