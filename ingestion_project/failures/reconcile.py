@@ -154,11 +154,17 @@ def write_dead_letters(book: Ledger, dead_letter_store: StoreFor, found: Reconci
     found.dead_letters_written = len(written)
 
 
-def _log(context, found: Reconciliation) -> None:
+def log_reconciliation(log, found: Reconciliation) -> None:
     if found.summary():
-        context.log.warning(f"Reconciled the ledger: {found.summary()}")
+        log.warning(f"Reconciled the ledger: {found.summary()}")
     for problem in found.problems:
-        context.log.error(f"Dead-letter record still pending: {problem}")
+        log.error(f"Dead-letter record still pending (retried on the next sensor tick): {problem}")
+
+
+def _reconcile_finished(context, ingestion: IngestionResource, ledger: LedgerResource, ended: str) -> None:
+    settings, store_for = ingestion.settings(), ingestion.dead_letter_store
+    found = reconcile_run(ledger.ledger(), settings, store_for, context.dagster_run, ended)
+    log_reconciliation(context.log, found)
 
 
 @dg.run_failure_sensor(
@@ -169,10 +175,7 @@ def _log(context, found: Reconciliation) -> None:
 def ingestion_failed_run_sensor(
     context: dg.RunFailureSensorContext, ingestion: IngestionResource, ledger: LedgerResource
 ) -> None:
-    found = reconcile_run(
-        ledger.ledger(), ingestion.settings(), ingestion.dead_letter_store, context.dagster_run, "failed"
-    )
-    _log(context, found)
+    _reconcile_finished(context, ingestion, ledger, "failed")
 
 
 @dg.run_status_sensor(
@@ -184,7 +187,4 @@ def ingestion_failed_run_sensor(
 def ingestion_canceled_run_sensor(
     context: dg.RunStatusSensorContext, ingestion: IngestionResource, ledger: LedgerResource
 ) -> None:
-    found = reconcile_run(
-        ledger.ledger(), ingestion.settings(), ingestion.dead_letter_store, context.dagster_run, "was canceled"
-    )
-    _log(context, found)
+    _reconcile_finished(context, ingestion, ledger, "was canceled")

@@ -13,7 +13,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ingestion_project.failures.reconcile import Reconciliation, reconcile_ledger, write_dead_letters
+from ingestion_project.failures.reconcile import (
+    Reconciliation,
+    log_reconciliation,
+    reconcile_ledger,
+    write_dead_letters,
+)
 from ingestion_project.ingestion.batches import Batch, plan_batches
 from ingestion_project.ingestion.discovery import Discovery, discover
 from ingestion_project.ingestion.jobs import ingest_documents_job
@@ -68,10 +73,7 @@ def document_discovery_sensor(
     found = discover(settings, ingestion.source_store, book)
     # After discovery: the dead letters of versions it superseded move to superseded/ in the same tick.
     write_dead_letters(book, ingestion.dead_letter_store, reconciled)
-    if reconciled.summary():
-        context.log.warning(f"Reconciled the ledger: {reconciled.summary()}")
-    for problem in reconciled.problems:
-        context.log.error(f"Dead-letter record still pending (retried next tick): {problem}")
+    log_reconciliation(context.log, reconciled)
     for name, reason in found.errors.items():
         context.log.error(f"Listing source '{name}' failed: {reason}")
     if found.errors and len(found.errors) == len(found.listed):
