@@ -13,12 +13,13 @@ BIN := $(VENV)/bin
 S3_STATE := .local/s3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help install dev demo test bench lint validate postgres s3-start s3-stop clean
+.PHONY: help install dev demo test test-quick bench lint validate postgres s3-start s3-stop clean
 
 help:
 	@echo "make dev    install, start the local S3 server with sample documents, run dagster dev (sensors on)"
 	@echo "make demo   one full pass without the UI: discovery -> runs -> dbt build, then a summary"
 	@echo "make test   lint, validate the definitions, run the whole test suite"
+	@echo "make test-quick  lint and the fast tests (ledger, sensor, asset, config): the inner loop"
 	@echo "make bench  documents/s of the real path (dagster dev, sensors, runs) next to a plain Python loop"
 	@echo "make s3-stop  stop the local S3 server that make dev started"
 
@@ -63,6 +64,10 @@ postgres:
 
 test: postgres lint validate
 	$(BIN)/pytest -q
+
+# The inner loop: no dbt builds, no worker processes, no fault proxy scenarios (about a minute on 2 cores).
+test-quick: lint
+	$(BIN)/pytest -q tests/lib tests/ingestion tests/test_config.py tests/test_definitions.py
 
 clean: s3-stop
 	rm -rf .local data dbt_project/target dbt_project/logs
