@@ -105,12 +105,45 @@ class BatchSize(_Strict):
         return int(self.bytes)
 
 
+class Limits(_Strict):
+    """What one document may cost: a document over a limit is a validation failure naming the limit and the value.
+
+    ``decompressed_size`` bounds what any codec produces: gzip output, and the decoded data of a Parquet file.
+    ``line_length`` bounds one line (one CSV/TSV row, one NDJSON record, one line of text); ``json_keys`` the
+    distinct keys of a JSON or NDJSON document; ``nesting_depth`` how deep a JSON value nests.
+    """
+
+    object_size: Size = "100MiB"
+    decompressed_size: Size = "500MiB"
+    rows: int = Field(default=50_000_000, ge=1)
+    columns: int = Field(default=10_000, ge=1, le=100_000)
+    json_keys: int = Field(default=10_000, ge=1, le=100_000)
+    line_length: Size = "8MiB"
+    nesting_depth: int = Field(default=64, ge=1, le=10_000)
+
+    @field_validator("object_size", "decompressed_size", "line_length")
+    @classmethod
+    def _size_is_valid(cls, value: int | str) -> int:
+        return parse_size(value)
+
+    @property
+    def object_bytes(self) -> int:
+        return int(self.object_size)
+
+    @property
+    def decompressed_bytes(self) -> int:
+        return int(self.decompressed_size)
+
+    @property
+    def line_bytes(self) -> int:
+        return int(self.line_length)
+
+
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     include: tuple[Glob, ...] = ("*",)
     exclude: tuple[Glob, ...] = ()
-    max_object_size: Size = "100MiB"
-    max_decompressed_size: Size = "500MiB"
+    limits: Limits = Limits()
     retries: RetryConfig = RetryConfig()
     max_replays: int = Field(default=3, ge=0, le=100)
     batch_size: BatchSize = BatchSize()
@@ -123,18 +156,26 @@ class _SourceBase(_Strict):
     def _globs_are_valid(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_glob(p) for p in patterns)
 
-    @field_validator("max_object_size", "max_decompressed_size")
+    @model_validator(mode="before")
     @classmethod
-    def _size_is_valid(cls, value: int | str) -> int:
-        return parse_size(value)
+    def _sizes_move_to_limits(cls, raw: object) -> object:
+        # max_object_size / max_decompressed_size predate the limits block; they still mean the same.
+        if isinstance(raw, dict) and ({"max_object_size", "max_decompressed_size"} & raw.keys()):
+            raw = dict(raw)
+            limits = dict(raw.get("limits") or {})
+            for old, new in (("max_object_size", "object_size"), ("max_decompressed_size", "decompressed_size")):
+                if old in raw:
+                    limits.setdefault(new, raw.pop(old))
+            raw["limits"] = limits
+        return raw
 
     @property
     def max_object_bytes(self) -> int:
-        return int(self.max_object_size)
+        return self.limits.object_bytes
 
     @property
     def max_decompressed_bytes(self) -> int:
-        return int(self.max_decompressed_size)
+        return self.limits.decompressed_bytes
 
     def relative_key(self, key: str) -> str:
         return key
