@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingestion_project.lib.limits import DocumentLimits
+
 DEFAULT_SOURCES_FILE = Path(__file__).with_name("sources.yaml")
 SOURCES_FILE_ENV = "INGESTION_SOURCES_FILE"
 
@@ -138,6 +140,17 @@ class Limits(_Strict):
     def line_bytes(self) -> int:
         return int(self.line_length)
 
+    def document_limits(self) -> DocumentLimits:
+        return DocumentLimits(
+            object_bytes=self.object_bytes,
+            decompressed_bytes=self.decompressed_bytes,
+            rows=self.rows,
+            columns=self.columns,
+            json_keys=self.json_keys,
+            line_bytes=self.line_bytes,
+            nesting_depth=self.nesting_depth,
+        )
+
 
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
@@ -172,6 +185,9 @@ class _SourceBase(_Strict):
     @property
     def max_object_bytes(self) -> int:
         return self.limits.object_bytes
+
+    def document_limits(self) -> DocumentLimits:
+        return self.limits.document_limits()
 
     @property
     def max_decompressed_bytes(self) -> int:
@@ -269,6 +285,9 @@ class Settings(_Strict):
     documents_in_flight: int = Field(default=4, ge=1, le=32)
     # A retry delay above this ends the run for that version: it goes back to the ledger with a not-before time.
     max_in_run_backoff_seconds: float = Field(default=10, ge=0, le=3600)
+    # Memory a run's documents may allocate, beyond what the run process holds when they start; past it an
+    # allocation fails one document as a validation error instead of the kernel killing the run. null: no budget.
+    run_memory_limit: Size | None = "4GiB"
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -283,6 +302,15 @@ class Settings(_Strict):
             if source.type == "local" and self.bronze.local_dir is None:
                 raise ValueError(f"source '{source.name}' is a local folder but bronze.local_dir is not set")
         return self
+
+    @field_validator("run_memory_limit")
+    @classmethod
+    def _memory_is_a_size(cls, value: int | str | None) -> int | None:
+        return None if value is None else parse_size(value)
+
+    @property
+    def run_memory_bytes(self) -> int | None:
+        return None if self.run_memory_limit is None else int(self.run_memory_limit)
 
     def source(self, name: str) -> S3SourceConfig | LocalSourceConfig:
         for source in self.sources:

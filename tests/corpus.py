@@ -142,8 +142,8 @@ CASES: list[Case] = [
         "json_nested_too_deeply",
         "deep.json",
         b"[" * 20_000 + b"]" * 20_000,
-        "ValidationError",
-        "nested too deeply",
+        "LimitExceeded",
+        "nests too deeply to read, over the limit of 64 (limits.nesting_depth)",
     ),
     _bad(
         "ndjson_one_bad_line",
@@ -160,9 +160,7 @@ CASES: list[Case] = [
         math.ceil(HUGE_LINE_CHARS / CHUNK_CHARS),
     ),
     _ok("gzip_csv", "orders.csv.gz", gzip.compress(VALID_CSV, mtime=0), "csv", 2),
-    _bad(
-        "gzip_bomb", "bomb.csv.gz", _gzip_bomb(), "ValidationError", "decompresses to more than the limit of 1,048,576"
-    ),
+    _bad("gzip_bomb", "bomb.csv.gz", _gzip_bomb(), "LimitExceeded", "decompresses to more than the limit of 1,048,576"),
     _bad(
         "truncated_gzip",
         "cut.csv.gz",
@@ -174,8 +172,8 @@ CASES: list[Case] = [
         "over_size_limit",
         "big.csv",
         b"id,payload\n" + b"1,xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" * 1_700,
-        "ValidationError",
-        "over the 65,536-byte limit",
+        "LimitExceeded",
+        "over the limit of 65,536 bytes (limits.object_size)",
     ),
     _bad(
         "binary_png_named_csv",

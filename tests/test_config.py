@@ -3,6 +3,7 @@ import textwrap
 import pytest
 
 from ingestion_project.config import ConfigError, load_settings, parse_size
+from ingestion_project.lib.limits import DocumentLimits
 
 
 def write(tmp_path, text: str):
@@ -79,6 +80,9 @@ def test_path_globs_match_the_key_below_the_prefix(tmp_path):
         ("{name: orders, type: s3, bucket: b1b, include: ['']}", "source 'orders': field 'include"),
         ("{name: orders, type: s3, bucket: b1b, max_object_size: 10 parsecs}", "'10 parsecs' is not a size"),
         ("{name: orders, type: ftp, bucket: b1b}", "source 'orders': field 'type'"),
+        ("{name: orders, type: s3, bucket: b1b, limits: {columns: 0}}", "source 'orders': field 'limits.columns'"),
+        ("{name: orders, type: s3, bucket: b1b, limits: {line_length: 1 mile}}", "field 'limits.line_length'"),
+        ("{name: orders, type: s3, bucket: b1b, limits: {rowz: 5}}", "field 'limits.rowz': unknown field"),
         ("{name: Orders!, type: s3, bucket: b1b}", "source 'Orders!': field 'name'"),
     ],
 )
@@ -157,3 +161,31 @@ def test_invalid_run_model_settings_name_the_field(tmp_path, top_level, source_f
     with pytest.raises(ConfigError) as error:
         load_settings(path)
     assert message in str(error.value)
+
+
+def test_limits_default_and_are_set_per_source(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        bronze: {s3: {bucket: bronze}}
+        run_memory_limit: 2GiB
+        sources:
+          - {name: plain, type: s3, bucket: landing}
+          - name: big
+            type: s3
+            bucket: landing
+            limits: {object_size: 4GiB, rows: 1000, line_length: 1MiB, nesting_depth: 8}
+        """,
+    )
+    settings = load_settings(path)
+    assert settings.run_memory_bytes == 2 * 2**30
+    plain, big = (settings.source(name).document_limits() for name in ("plain", "big"))
+    assert plain == DocumentLimits()
+    assert (big.object_bytes, big.rows, big.line_bytes, big.nesting_depth) == (4 * 2**30, 1000, 2**20, 8)
+    assert (big.columns, big.decompressed_bytes) == (DocumentLimits().columns, DocumentLimits().decompressed_bytes)
+
+
+def test_source_level_sizes_of_earlier_versions_still_set_the_limits(tmp_path):
+    settings = load_settings(write(tmp_path, VALID))
+    assert settings.source("orders").document_limits().object_bytes == 5 * 2**20
+    assert settings.source("orders").max_object_bytes == 5 * 2**20

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ingestion_project.config import LocalSourceConfig, S3SourceConfig
-from ingestion_project.lib.bronze import (
-    PARQUET_CONTENT_TYPE,
-    BronzeVersion,
-    columns_of,
-    manifest_row,
-    to_parquet_bytes,
-    with_lineage,
-)
+from ingestion_project.lib.bronze import PARQUET_CONTENT_TYPE, BronzeVersion, Lineage, manifest_row, to_parquet_bytes
 from ingestion_project.lib.errors import DocumentError, ValidationError
 from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.limits import over_limit
 from ingestion_project.lib.object_store import ObjectInfo, ObjectStore
 from ingestion_project.lib.parsing import parse_document
+from ingestion_project.lib.spool import Scratch
 from ingestion_project.lib.versions import DocumentVersion
 
 
@@ -56,50 +50,56 @@ def ingest_document(
 ) -> IngestedDocument:
     """Land exactly the pinned ``version`` of one document as bronze; raise a DocumentError if it cannot be.
 
-    The source object is only read, never modified; the GET is conditional on the pinned ETag (SupersededError
-    when the object has moved on). The data file is written before the manifest, and the manifest — the commit —
-    only while ``still_held()``, so a run that lost its lease commits nothing.
+    The document streams: downloaded (and hashed) into scratch space, parsed a block at a time into a Parquet
+    file, which is uploaded — memory stays bounded whatever the document's size, and every limit of the source
+    is checked on the way. The source object is only read, never modified; the GET is conditional on the pinned
+    ETag (SupersededError when the object has moved on). The data file is written before the manifest, and the
+    manifest — the commit — only while ``still_held()``, so a run that lost its lease commits nothing.
     """
     started = time.monotonic()
     ref = version.ref
-    if version.size is not None and version.size > source.max_object_bytes:
-        raise ValidationError(
-            f"{ref.uri} is {version.size:,} bytes, over the {source.max_object_bytes:,}-byte limit "
-            f"of source '{source.name}'"
+    limits = source.document_limits()
+    if version.size is not None and version.size > limits.object_bytes:
+        raise over_limit("object_size", f"{ref.uri} is {version.size:,} bytes", limits.object_bytes, " bytes")
+    with Scratch() as scratch:
+        spool = scratch.spool()
+        info = store.download(
+            ref.key, spool, etag=version.etag, max_bytes=limits.object_bytes, version_id=version.version_id
         )
-    data, info = store.read(
-        ref.key, etag=version.etag, max_bytes=source.max_object_bytes, version_id=version.version_id
-    )
-    if not data:
-        raise ValidationError(f"{ref.uri} is empty (0 bytes)")
-    sha256 = hashlib.sha256(data).hexdigest()
-    try:
-        parsed = parse_document(data, ref.key, info.content_type, max_decompressed_bytes=source.max_decompressed_bytes)
-    except DocumentError as error:
-        error.content_type = info.content_type  # the dead-letter record names what the store said it was
-        raise
-
-    ingested_at = datetime.now(UTC)
-    bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)
-    bronze_store, prefix = bronze
-    in_root = (lambda key: f"{prefix}/{key}") if prefix else (lambda key: key)
-    table = with_lineage(parsed.table, ref, version.etag, sha256, ingested_at)
-    bronze_path = bronze_store.write_atomic(
-        in_root(bronze_version.data_key), to_parquet_bytes(table), PARQUET_CONTENT_TYPE
-    )
-    columns = columns_of(parsed.table)
+        if spool.size == 0:
+            raise ValidationError(f"{ref.uri} is empty (0 bytes)")
+        ingested_at = datetime.now(UTC)
+        lineage = Lineage(ref, version.etag, spool.sha256, ingested_at)
+        try:
+            parsed = parse_document(
+                spool.open, ref.key, info.content_type, limits=limits, lineage=lineage, out_path=scratch.file("data")
+            )
+        except DocumentError as error:
+            error.content_type = info.content_type  # the dead-letter record names what the store said it was
+            raise
+        except MemoryError as error:  # pyarrow's ArrowMemoryError is one too
+            raise ValidationError(
+                f"ran out of memory parsing {ref.uri} ({spool.size:,} bytes): the document needs more than the "
+                "run's memory budget (run_memory_limit); raise it, or lower this source's limits"
+            ) from error
+        bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)
+        bronze_store, prefix = bronze
+        in_root = (lambda key: f"{prefix}/{key}") if prefix else (lambda key: key)
+        bronze_path = bronze_store.write_file(
+            in_root(bronze_version.data_key), scratch.file("data"), PARQUET_CONTENT_TYPE
+        )
     manifest = manifest_row(
         source=ref.source,
         bucket=ref.bucket,
         object_key=ref.key,
         partition_key=ref.partition_key,
         etag=version.etag,
-        size_bytes=len(data),
-        sha256=sha256,
+        size_bytes=spool.size,
+        sha256=spool.sha256,
         content_type=info.content_type,
         format=str(parsed.format),
         record_count=parsed.record_count,
-        columns_json=columns,
+        columns_json=parsed.columns,
         bronze_path=bronze_path,
         last_modified_at=info.last_modified,
         ingested_at=ingested_at,
@@ -111,11 +111,11 @@ def ingest_document(
     return IngestedDocument(
         version=version,
         info=info,
-        sha256=sha256,
+        sha256=spool.sha256,
         format=str(parsed.format),
         record_count=parsed.record_count,
         is_text=parsed.is_text,
-        columns=columns,
+        columns=parsed.columns,
         bronze_path=bronze_path,
         duration_ms=int((time.monotonic() - started) * 1000),
     )

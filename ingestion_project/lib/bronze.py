@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.limits import over_limit
 
 LINEAGE_COLUMNS = ("_source", "_object_key", "_etag", "_sha256", "_ingested_at", "_row_number")
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+ROW_GROUP_BYTES = 64 * 1024 * 1024
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -77,25 +82,136 @@ class BronzeVersion:
         return f"documents/{self._tail}"
 
 
-def with_lineage(table: pa.Table, ref: DocumentRef, etag: str, sha256: str, ingested_at: datetime) -> pa.Table:
-    """Append the lineage columns every bronze data row carries."""
-    rows = table.num_rows
-    lineage = {
-        "_source": pa.array([ref.source] * rows, pa.string()),
-        "_object_key": pa.array([ref.key] * rows, pa.string()),
-        "_etag": pa.array([etag] * rows, pa.string()),
-        "_sha256": pa.array([sha256] * rows, pa.string()),
-        "_ingested_at": pa.array([ingested_at] * rows, _TIMESTAMP),
-    }
-    if "chunk_index" not in table.column_names:
-        lineage["_row_number"] = pa.array(range(rows), pa.int64())
-    for name, column in lineage.items():
-        table = table.append_column(name, column)
-    return table
+@dataclass(frozen=True)
+class Lineage:
+    """What every bronze data row carries about the version it came from."""
+
+    ref: DocumentRef
+    etag: str
+    sha256: str
+    ingested_at: datetime
+
+    def columns(self, rows: int, first_row: int | None) -> dict[str, pa.Array]:
+        """The lineage columns of ``rows`` rows: constants built in Arrow, and row numbers from ``first_row``
+        (None for text chunks, which number themselves)."""
+        columns = {
+            "_source": pa.repeat(pa.scalar(self.ref.source, pa.string()), rows),
+            "_object_key": pa.repeat(pa.scalar(self.ref.key, pa.string()), rows),
+            "_etag": pa.repeat(pa.scalar(self.etag, pa.string()), rows),
+            "_sha256": pa.repeat(pa.scalar(self.sha256, pa.string()), rows),
+            "_ingested_at": pa.repeat(pa.scalar(self.ingested_at, _TIMESTAMP), rows),
+        }
+        if first_row is not None:
+            ones = pa.repeat(pa.scalar(1, pa.int64()), rows)
+            columns["_row_number"] = pc.add(pc.cumulative_sum(ones), first_row - 1)
+        return columns
 
 
-def columns_of(table: pa.Table) -> list[dict[str, str]]:
-    return [{"name": field.name, "type": str(field.type)} for field in table.schema]
+class BronzeWriter:
+    """Streams record batches into one bronze Parquet file with the lineage columns, a row group at a time.
+
+    At most ``max_rows`` rows (``limits.rows``): one more is a LimitExceeded. Batches are buffered up to
+    ROW_GROUP_BYTES of Arrow data, so memory stays bounded and row groups stay large enough to read fast. Row
+    groups are encoded and compressed on a thread of their own while the parser reads on, so the two overlap.
+    """
+
+    def __init__(self, path: str, lineage: Lineage, *, numbered: bool, max_rows: int):
+        self.path = path
+        self._lineage = lineage
+        self._numbered = numbered
+        self._max_rows = max_rows
+        self._encoder: _Encoder | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget everything written so far (a parser re-reads the document with other column types)."""
+        self.discard()
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self.rows = 0
+        self.schema: pa.Schema | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self.rows + batch.num_rows > self._max_rows:
+            raise over_limit("rows", f"the document has more than {self._max_rows:,} rows", self._max_rows)
+        lineage = self._lineage.columns(batch.num_rows, self.rows if self._numbered else None)
+        full = pa.RecordBatch.from_arrays([*batch.columns, *lineage.values()], names=[*batch.schema.names, *lineage])
+        if self.schema is None:
+            self.schema = batch.schema
+            self._encoder = _Encoder(self.path, full.schema)
+        self.rows += batch.num_rows
+        self._buffer.append(full)
+        self._buffered += full.nbytes
+        if self._buffered >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._encoder.put(pa.Table.from_batches(self._buffer))
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> int:
+        """Finish the file; the number of data rows written (0: no file was written)."""
+        if self._encoder is not None:
+            self._flush()
+            self._encoder.close()
+            self._encoder = None
+        return self.rows
+
+    def discard(self) -> None:
+        """Stop writing without finishing the file (the document failed); safe to call at any time."""
+        if self._encoder is not None:
+            self._encoder.abandon()
+            self._encoder = None
+
+
+class _Encoder:
+    """A ParquetWriter fed through a short queue by the parsing thread: at most two row groups wait."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._thread = threading.Thread(target=self._run, name="bronze-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None and not self._abandoned:
+                try:
+                    self._writer.write_table(table, row_group_size=2**31 - 1)
+                except BaseException as error:  # noqa: BLE001 - handed to the parsing thread, which raises it
+                    self._error = error
+
+    def put(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        self._abandoned = True
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+
+
+def columns_of(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": field.name, "type": str(field.type)} for field in schema]
 
 
 def manifest_row(**values: object) -> pa.Table:

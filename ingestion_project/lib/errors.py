@@ -14,6 +14,15 @@ class ValidationError(DocumentError):
     """The document itself is bad: empty, malformed, undecodable, unsupported or over a limit. Never retried."""
 
 
+class LimitExceeded(ValidationError):
+    """The document is over one of its source's limits; ``limit`` names the setting under ``limits:``."""
+
+    def __init__(self, message: str, limit: str = ""):
+        # Only the message goes into args: exceptions are rebuilt from their args when they cross processes.
+        super().__init__(message)
+        self.limit = limit
+
+
 class UnsupportedFormatError(ValidationError):
     """The content is not one of the supported formats (binary data, unknown type)."""
 

@@ -106,7 +106,7 @@ def detect_format(key: str, content_type: str | None, head: bytes) -> DocumentFo
     if declared is DocumentFormat.PARQUET:
         # Leave a damaged Parquet file to the Parquet reader, whose error says more than "binary".
         return declared
-    sample = transcode_utf16(head, strict=False)
+    sample = transcode_utf16(head)
     _reject_binary(sample, key)
     if declared is DocumentFormat.JSON and _looks_like_ndjson(_text_of(sample)):
         return DocumentFormat.NDJSON

@@ -7,16 +7,22 @@ botocore or errno.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from urllib3.exceptions import ProtocolError
 
 from ingestion_project.lib.errors import ExternalError, SupersededError, TransientError, ValidationError
 
@@ -33,6 +39,10 @@ _TRANSIENT_CODES = {
     "503",
     "504",
 }
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# Bronze files up to this size go up in one PUT; larger ones as a multipart upload of parts this size.
+MULTIPART_BYTES = 64 * 1024 * 1024
+_TRANSFER = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES, max_concurrency=4)
 # The pinned ETag no longer matches: the object was overwritten since it was listed.
 _SUPERSEDED_CODES = {"PreconditionFailed", "412"}
 
@@ -49,15 +59,20 @@ class ObjectInfo:
     version_id: str | None = None
 
 
+class Sink(Protocol):
+    def write(self, data: bytes) -> object: ...
+
+
 class ObjectStore(Protocol):
     bucket: str
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def head(self, key: str) -> ObjectInfo: ...
-    def read(
-        self, key: str, *, etag: str, max_bytes: int, version_id: str | None = None
-    ) -> tuple[bytes, ObjectInfo]: ...
+    def download(
+        self, key: str, sink: Sink, *, etag: str, max_bytes: int, version_id: str | None = None
+    ) -> ObjectInfo: ...
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str: ...
+    def write_file(self, key: str, path: str, content_type: str) -> str: ...
     def delete(self, key: str) -> None: ...
     def uri(self, key: str) -> str: ...
 
@@ -71,7 +86,7 @@ def classify_s3_error(error: Exception, what: str) -> Exception:
         if code in _TRANSIENT_CODES or status in _TRANSIENT_CODES or status.startswith("5"):
             return TransientError(message)
         return ExternalError(message)
-    if isinstance(error, (ConnectionError, HTTPClientError, BotoCoreError)):
+    if isinstance(error, (ConnectionError, HTTPClientError, BotoCoreError, ProtocolError)):
         return TransientError(f"{what}: {type(error).__name__}: {error}")
     return error
 
@@ -112,36 +127,43 @@ class S3ObjectStore:
             version_id=_version_id(head),
         )
 
-    def read(self, key: str, *, etag: str, max_bytes: int, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
-        """The bytes of exactly the version ``etag`` (and ``version_id``, when given) and what the GET said of it.
+    def download(self, key: str, sink: Sink, *, etag: str, max_bytes: int, version_id: str | None = None) -> ObjectInfo:
+        """Stream exactly the version ``etag`` (and ``version_id``, when given) into ``sink``, a chunk at a time;
+        return what the GET said of it.
 
         Raises SupersededError when the object no longer has that ETag, ValidationError past ``max_bytes``.
         """
         extra = {"VersionId": version_id} if version_id else {}
+        received = 0
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"', **extra)
             body = response["Body"]
-            data = body.read(max_bytes + 1)
-            body.close()
+            try:
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise ValidationError(
+                            f"{self.uri(key)} grew past the {max_bytes:,}-byte limit while downloading"
+                        )
+                    sink.write(chunk)
+            finally:
+                body.close()
         except ClientError as e:
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             if code in _SUPERSEDED_CODES or status in _SUPERSEDED_CODES:
                 raise SupersededError(f"{self.uri(key)} no longer has ETag {etag}: it was overwritten") from e
             raise classify_s3_error(e, f"GET {self.uri(key)}") from e
-        except BotoCoreError as e:
-            raise classify_s3_error(e, f"GET {self.uri(key)}") from e
-        if len(data) > max_bytes:
-            raise ValidationError(f"{self.uri(key)} grew past the {max_bytes:,}-byte limit while downloading")
-        info = ObjectInfo(
+        except (BotoCoreError, ProtocolError) as e:
+            raise classify_s3_error(e, f"GET {self.uri(key)} after {received:,} bytes") from e
+        return ObjectInfo(
             key=key,
             etag=response["ETag"].strip('"'),
-            size=response.get("ContentLength", len(data)),
+            size=response.get("ContentLength", received),
             last_modified=response["LastModified"],
             content_type=response.get("ContentType"),
             version_id=_version_id(response),
         )
-        return data, info
 
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str:
         # A single PUT is atomic on S3: readers see the old object, or none, or the whole new one.
@@ -149,6 +171,26 @@ class S3ObjectStore:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (ClientError, BotoCoreError) as e:
             raise classify_s3_error(e, f"PUT {self.uri(key)}") from e
+        return self.uri(key)
+
+    def write_file(self, key: str, path: str, content_type: str) -> str:
+        """Upload a local file: one PUT up to MULTIPART_BYTES, a managed multipart upload beyond (atomic too: the
+        object appears only when the upload completes)."""
+        try:
+            if os.path.getsize(path) <= MULTIPART_BYTES:
+                with open(path, "rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            else:
+                self.client.upload_file(
+                    path, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER
+                )
+        except (ClientError, BotoCoreError) as e:
+            raise classify_s3_error(e, f"PUT {self.uri(key)}") from e
+        except S3UploadFailedError as e:
+            cause = e.__context__
+            if isinstance(cause, ClientError | BotoCoreError):
+                raise classify_s3_error(cause, f"PUT {self.uri(key)}") from e
+            raise TransientError(f"PUT {self.uri(key)}: {e}") from e
         return self.uri(key)
 
     def delete(self, key: str) -> None:
@@ -177,16 +219,52 @@ class LocalObjectStore:
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if key.startswith("/") or "\0" in key or not path.is_relative_to(self.root) or path == self.root:
+        # Lexical only: resolving would follow links, and links are refused where files are opened (_open).
+        if key.startswith("/") or "\0" in key or any(part in ("", ".", "..") for part in key.split("/")):
             raise ValidationError(f"key {key!r} does not name a file inside {self.root}")
-        return path
+        return self.root / key
 
     @staticmethod
-    def _info(key: str, stat: os.stat_result) -> ObjectInfo:
-        # Local files have no ETag; size + mtime changes whenever the content is rewritten.
-        etag = hashlib.md5(f"{stat.st_size}:{stat.st_mtime_ns}".encode(), usedforsecurity=False).hexdigest()
-        return ObjectInfo(key, etag, stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=UTC))
+    def _info(key: str, status: os.stat_result) -> ObjectInfo:
+        # Local files have no ETag. Size + mtime miss a same-size copy whose mtime was preserved (`cp -p`,
+        # `rsync -a`); the inode and ctime, which no tool sets back, catch it. A chmod changes ctime too: the
+        # file is then ingested once more, which is harmless.
+        identity = f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}:{status.st_ctime_ns}"
+        etag = hashlib.md5(identity.encode(), usedforsecurity=False).hexdigest()
+        return ObjectInfo(key, etag, status.st_size, datetime.fromtimestamp(status.st_mtime, tz=UTC))
+
+    def _open(self, key: str) -> int:
+        """A read-only descriptor of the regular file ``key``, never through a symbolic link.
+
+        Every component is opened relative to the one before with O_NOFOLLOW, so a file or folder swapped for a
+        link between listing and opening can never lead outside the root. Raises ExternalError when the file is
+        gone, is a link, or is not a regular file.
+        """
+        path = self._path(key)
+        parts = key.split("/")
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            # O_NONBLOCK: opening a FIFO put in the file's place must not wait for a writer.
+            fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=directory)
+        except FileNotFoundError as e:
+            raise ExternalError(f"{path} no longer exists") from e
+        except PermissionError as e:
+            raise ExternalError(f"{path}: permission denied") from e
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ExternalError(f"{path} is now a symbolic link; links are never followed") from e
+            raise ExternalError(f"{path}: {e.strerror}") from e
+        finally:
+            os.close(directory)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ExternalError(f"{path} is no longer a regular file")
+        return fd
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
@@ -202,38 +280,45 @@ class LocalObjectStore:
                     yield self._info(key, path.stat())
 
     def head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
+        fd = self._open(key)
         try:
-            return self._info(key, path.stat())
-        except FileNotFoundError as e:
-            raise ExternalError(f"{path} no longer exists") from e
+            return self._info(key, os.fstat(fd))
+        finally:
+            os.close(fd)
 
-    def read(self, key: str, *, etag: str, max_bytes: int, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
-        path = self._path(key)
-        try:
-            with path.open("rb") as f:
-                info = self._info(key, os.fstat(f.fileno()))
-                if info.etag != etag:
-                    raise SupersededError(f"{path} was rewritten since it was listed")
-                data = f.read(max_bytes + 1)
-        except FileNotFoundError as e:
-            raise ExternalError(f"{path} no longer exists") from e
-        except PermissionError as e:
-            raise ExternalError(f"{path}: permission denied") from e
-        if len(data) > max_bytes:
-            raise ValidationError(f"{path} grew past the {max_bytes:,}-byte limit while reading")
-        if self._info(key, path.stat()).etag != etag:
-            raise SupersededError(f"{path} was rewritten while being read")
-        return data, info
+    def download(self, key: str, sink: Sink, *, etag: str, max_bytes: int, version_id: str | None = None) -> ObjectInfo:
+        """Copy exactly the listed version of a file into ``sink``; SupersededError if it changed since listing
+        or while being read (checked on the opened descriptor, whatever happens to the path meanwhile)."""
+        with os.fdopen(self._open(key), "rb") as f:
+            info = self._info(key, os.fstat(f.fileno()))
+            if info.etag != etag:
+                raise SupersededError(f"{self.uri(key)} was rewritten since it was listed")
+            received = 0
+            while chunk := f.read(DOWNLOAD_CHUNK_BYTES):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise ValidationError(f"{self.uri(key)} grew past the {max_bytes:,}-byte limit while reading")
+                sink.write(chunk)
+            if self._info(key, os.fstat(f.fileno())).etag != etag:
+                raise SupersededError(f"{self.uri(key)} was rewritten while being read")
+        return info
 
     def write_atomic(self, key: str, data: bytes, content_type: str) -> str:
+        return self._replace(key, lambda f: f.write(data))
+
+    def write_file(self, key: str, path: str, content_type: str) -> str:
+        """Copy a local file into place: beside the target first, then renamed, so no reader sees a partial file."""
+        with open(path, "rb") as source:
+            return self._replace(key, lambda f: shutil.copyfileobj(source, f, DOWNLOAD_CHUNK_BYTES))
+
+    def _replace(self, key: str, fill: Callable[[BinaryIO], object]) -> str:
         # Write beside the target, flush to disk, then rename: a reader never sees a partial file.
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -1,6 +1,12 @@
-"""Split text documents into chunks on paragraph boundaries, keeping offsets into the normalized text."""
+"""Split text documents into chunks on paragraph boundaries, streamed line by line.
+
+Offsets are into the text with newlines normalized (CRLF and CR become LF), so they mean the same everywhere.
+Only the chunk being built is held in memory, however long the document.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
@@ -8,66 +14,106 @@ CHUNK_CHARS = 2_000
 CHUNK_SCHEMA = pa.schema(
     [("chunk_index", pa.int64()), ("text", pa.string()), ("char_start", pa.int64()), ("char_end", pa.int64())]
 )
+_TRIM_CHARS = 64 * 1024
+
+Chunk = tuple[int, int, str]
 
 
-def normalize_newlines(text: str) -> str:
-    """Turn Windows (CRLF) and classic Mac (CR) line ends into LF, so offsets mean the same everywhere."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+class _Chunker:
+    """Pack consecutive paragraphs (runs of non-blank lines) into chunks of at most ``max_chars`` characters,
+    the blank lines between them kept. A paragraph longer than ``max_chars`` is split hard every ``max_chars``
+    characters; a piece that is only whitespace is dropped."""
+
+    def __init__(self, max_chars: int):
+        self.max = max_chars
+        self.text = ""  # the text from offset `base` on: everything a chunk not yet emitted may need
+        self.base = 0
+        self.position = 0
+        self.current: tuple[int, int] | None = None
+        self.paragraph: tuple[int, int] | None = None
+
+    def slice(self, start: int, end: int) -> str:
+        return self.text[start - self.base : end - self.base]
+
+    def feed(self, line: str) -> Iterator[Chunk]:
+        content = line.rstrip("\n")
+        start, end = self.position, self.position + len(content)
+        self.text += line
+        self.position += len(line)
+        if content.strip():
+            self.paragraph = (self.paragraph[0] if self.paragraph else start, end)
+            yield from self._settle(end)
+        elif self.paragraph is not None:
+            yield from self._close_paragraph()
+        if self.paragraph is None and self.current is not None and self.position - self.current[0] >= self.max:
+            # A later paragraph ends at least one character past here, too far to join the current chunk.
+            yield self._emit(*self.current)
+            self.current = None
+        self._trim()
+
+    def _settle(self, end: int) -> Iterator[Chunk]:
+        # What the paragraph's final end would decide, decided as soon as its end so far decides it.
+        if self.current is not None and end - self.current[0] > self.max:
+            yield self._emit(*self.current)
+            self.current = None
+        if self.current is None:
+            start = self.paragraph[0]
+            while end - start > self.max:
+                if self.slice(start, start + self.max).strip():
+                    yield self._emit(start, start + self.max)
+                start += self.max
+            self.paragraph = (start, end)
+
+    def _close_paragraph(self) -> Iterator[Chunk]:
+        start, end = self.paragraph
+        self.paragraph = None
+        if self.current is not None and end - self.current[0] <= self.max:
+            self.current = (self.current[0], end)
+            return
+        if self.current is not None:
+            yield self._emit(*self.current)
+        while end - start > self.max:
+            if self.slice(start, start + self.max).strip():
+                yield self._emit(start, start + self.max)
+            start += self.max
+        self.current = (start, end) if self.slice(start, end).strip() else None
+
+    def finish(self) -> Iterator[Chunk]:
+        if self.paragraph is not None:
+            yield from self._close_paragraph()
+        if self.current is not None:
+            yield self._emit(*self.current)
+            self.current = None
+
+    def _emit(self, start: int, end: int) -> Chunk:
+        return start, end, self.slice(start, end)
+
+    def _trim(self) -> None:
+        keep = min(
+            self.current[0] if self.current else self.position,
+            self.paragraph[0] if self.paragraph else self.position,
+        )
+        if keep - self.base > _TRIM_CHARS:
+            self.text = self.text[keep - self.base :]
+            self.base = keep
 
 
-def paragraph_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each paragraph: a run of lines with non-whitespace content, ended by a blank line."""
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    last_end = position = 0
-    for line in text.split("\n"):
-        end = position + len(line)
-        if line.strip():
-            if start is None:
-                start = position
-            last_end = end
-        elif start is not None:
-            spans.append((start, last_end))
-            start = None
-        position = end + 1
-    if start is not None:
-        spans.append((start, last_end))
-    return spans
+def iter_chunks(lines: Iterable[str], *, max_chars: int = CHUNK_CHARS) -> Iterator[Chunk]:
+    """(char_start, char_end, text) of each chunk of the text whose lines (newline-normalized) are ``lines``."""
+    chunker = _Chunker(max_chars)
+    for line in lines:
+        yield from chunker.feed(line)
+    yield from chunker.finish()
 
 
-def chunk_spans(text: str, *, max_chars: int = CHUNK_CHARS) -> list[tuple[int, int]]:
-    """Pack consecutive paragraphs into chunks of at most max_chars characters, blank lines between them kept.
-
-    A paragraph longer than max_chars (a single huge line, say) is split hard every max_chars characters; a
-    piece that is only whitespace is dropped.
-    """
-    chunks: list[tuple[int, int]] = []
-    current: tuple[int, int] | None = None
-    for start, end in paragraph_spans(text):
-        if current is not None and end - current[0] <= max_chars:
-            current = (current[0], end)
-            continue
-        if current is not None:
-            chunks.append(current)
-        while end - start > max_chars:
-            if text[start : start + max_chars].strip():
-                chunks.append((start, start + max_chars))
-            start += max_chars
-        current = (start, end) if text[start:end].strip() else None
-    if current is not None:
-        chunks.append(current)
-    return chunks
-
-
-def chunk_table(text: str, *, max_chars: int = CHUNK_CHARS) -> pa.Table:
-    """The chunks of already-normalized text as a table of chunk_index, text, char_start, char_end."""
-    spans = chunk_spans(text, max_chars=max_chars)
-    return pa.table(
-        {
-            "chunk_index": range(len(spans)),
-            "text": [text[start:end] for start, end in spans],
-            "char_start": [start for start, _ in spans],
-            "char_end": [end for _, end in spans],
-        },
-        schema=CHUNK_SCHEMA,
-    )
+def chunk_batches(lines: Iterable[str], *, batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
+    """The chunks as record batches of chunk_index, text, char_start, char_end."""
+    columns: dict[str, list] = {name: [] for name in CHUNK_SCHEMA.names}
+    for index, (start, end, text) in enumerate(iter_chunks(lines)):
+        for name, value in zip(CHUNK_SCHEMA.names, (index, text, start, end), strict=True):
+            columns[name].append(value)
+        if len(columns["text"]) == batch_rows:
+            yield pa.RecordBatch.from_pydict(columns, schema=CHUNK_SCHEMA)
+            columns = {name: [] for name in CHUNK_SCHEMA.names}
+    if columns["text"]:
+        yield pa.RecordBatch.from_pydict(columns, schema=CHUNK_SCHEMA)

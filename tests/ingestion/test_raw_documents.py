@@ -130,15 +130,15 @@ def test_bronze_location_is_deterministic_and_inside_its_root(inbox, resources):
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "reason"),
+    ("name", "content", "error_type", "reason"),
     [
-        ("empty.csv", "", "is empty (0 bytes)"),
-        ("big.csv", "x\n" + "1\n" * 600, "over the 1,024-byte limit of source 'inbox'"),
-        ("ragged.csv", "a,b\n1,2\n3,4,5\n", "line 3"),
+        ("empty.csv", "", "ValidationError", "is empty (0 bytes)"),
+        ("big.csv", "x\n" + "1\n" * 600, "LimitExceeded", "over the limit of 1,024 bytes (limits.object_size)"),
+        ("ragged.csv", "a,b\n1,2\n3,4,5\n", "ValidationError", "line 3"),
     ],
 )
 def test_bad_document_fails_its_partition_with_a_readable_error(
-    inbox, resources, name, content, reason, ledger_resource
+    inbox, resources, name, content, error_type, reason, ledger_resource
 ):
     (inbox / name).write_text(content)
     with dg.DagsterInstance.ephemeral() as instance:
@@ -146,9 +146,9 @@ def test_bad_document_fails_its_partition_with_a_readable_error(
     assert not result.success
     failure = result.failure_data_for_node("raw_documents")
     assert reason in failure.user_failure_data.description
-    assert "ValidationError" in failure.user_failure_data.description
+    assert error_type in failure.user_failure_data.description
     [row] = ledger_resource.ledger().versions("inbox")
-    assert (row["status"], row["error_type"]) == ("FAILED", "ValidationError")
+    assert (row["status"], row["error_type"], row["error_class"]) == ("FAILED", error_type, "validation")
     assert not (bronze_root(inbox) / "documents").exists()
     assert (inbox / name).read_text() == content  # the source is never modified
 

@@ -2,21 +2,63 @@ import codecs
 import gzip
 import io
 import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingestion_project.lib.bronze import LINEAGE_COLUMNS, Lineage
 from ingestion_project.lib.errors import UnsupportedFormatError, ValidationError
 from ingestion_project.lib.formats import DocumentFormat
-from ingestion_project.lib.parsing import ParsedDocument, parse_document
+from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.limits import DocumentLimits
+from ingestion_project.lib.parsing import parse_document
 from ingestion_project.lib.text_chunks import CHUNK_CHARS
 
 LIMIT = 10 * 1024 * 1024
+LINEAGE = Lineage(DocumentRef("s", "b", "k"), "etag", "0" * 64, datetime(2026, 1, 1, tzinfo=UTC))
 
 
-def parse(data: bytes, key: str, content_type: str | None = None, limit: int = LIMIT) -> ParsedDocument:
-    return parse_document(data, key, content_type, max_decompressed_bytes=limit)
+@dataclass
+class Parsed:
+    """What parsing wrote, read back: the format, and the data rows without the lineage columns."""
+
+    format: DocumentFormat
+    table: pa.Table
+
+    @property
+    def is_text(self) -> bool:
+        return self.format is DocumentFormat.TEXT
+
+    @property
+    def record_count(self) -> int:
+        return self.table.num_rows
+
+
+def parse(data: bytes, key: str, content_type: str | None = None, limit: int = LIMIT, **limits: int) -> Parsed:
+    out = os.path.join(tempfile.gettempdir(), f"parsed-{uuid.uuid4().hex}.parquet")
+    try:
+        parsed = parse_document(
+            lambda: io.BytesIO(data),
+            key,
+            content_type,
+            limits=DocumentLimits(decompressed_bytes=limit, **limits),
+            lineage=LINEAGE,
+            out_path=out,
+        )
+        table = pq.read_table(out)
+    finally:
+        if os.path.exists(out):
+            os.remove(out)
+    assert table.num_rows == parsed.record_count
+    data_columns = [name for name in table.column_names if name not in LINEAGE_COLUMNS]
+    assert parsed.columns == [{"name": f.name, "type": str(f.type)} for f in table.select(data_columns).schema]
+    return Parsed(parsed.format, table.select(data_columns))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -260,7 +302,7 @@ def test_concatenated_gzip_members_are_all_read():
 
 
 def test_gzip_bomb_is_rejected_at_the_limit():
-    bomb = gzip.compress(b"\x00" * (50 * 1024 * 1024))
+    bomb = gzip.compress(b"id,name\n" + b"1,a\n" * (12 * 1024 * 1024))
     with pytest.raises(ValidationError, match="more than the limit of 1,048,576 bytes"):
         parse(bomb, "bomb.csv.gz", limit=1024 * 1024)
 

@@ -1,0 +1,125 @@
+"""Local folder sources: exactly the listed file, never through a link, and every rewrite seen as a new version."""
+
+import os
+import shutil
+import threading
+
+import pytest
+
+from ingestion_project.lib.errors import ExternalError, SupersededError
+from ingestion_project.lib.object_store import LocalObjectStore
+
+
+class Sink(bytearray):
+    def write(self, data: bytes) -> None:
+        self.extend(data)
+
+
+@pytest.fixture
+def root(tmp_path):
+    folder = tmp_path / "inbox"
+    (folder / "in").mkdir(parents=True)
+    (tmp_path / "secret.csv").write_text("secret,data\n1,2\n")
+    return folder
+
+
+def download(store: LocalObjectStore, key: str, etag: str) -> bytes:
+    sink = Sink()
+    store.download(key, sink, etag=etag, max_bytes=1 << 20)
+    return bytes(sink)
+
+
+def test_listed_file_is_read_exactly(root):
+    (root / "in" / "a.csv").write_text("id\n1\n")
+    store = LocalObjectStore(root)
+    [info] = store.list_objects()
+    assert download(store, "in/a.csv", info.etag) == b"id\n1\n"
+
+
+def test_file_swapped_for_a_link_after_listing_is_never_read(root):
+    (root / "in" / "a.csv").write_text("id\n1\n")
+    store = LocalObjectStore(root)
+    [info] = store.list_objects()
+    (root / "in" / "a.csv").unlink()
+    (root / "in" / "a.csv").symlink_to(root.parent / "secret.csv")
+    with pytest.raises(ExternalError, match="symbolic link"):
+        download(store, "in/a.csv", info.etag)
+
+
+def test_folder_swapped_for_a_link_after_listing_is_never_followed(root):
+    (root / "in" / "a.csv").write_text("id\n1\n")
+    store = LocalObjectStore(root)
+    [info] = store.list_objects()
+    outside = root.parent / "outside"
+    outside.mkdir()
+    shutil.copy(root / "in" / "a.csv", outside / "a.csv")  # same name and content, outside the root
+    shutil.rmtree(root / "in")
+    (root / "in").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ExternalError, match="symbolic link"):
+        download(store, "in/a.csv", info.etag)
+
+
+def test_links_race_against_reads_and_never_leak_outside_bytes(root):
+    # A writer flips the path between a file and a link to a file outside the root while a reader downloads it.
+    path = root / "in" / "a.csv"
+    path.write_text("inside\n")
+    store = LocalObjectStore(root)
+    stop = threading.Event()
+
+    def flip() -> None:
+        for _ in range(20_000):
+            if stop.is_set():
+                return
+            link = root / "in" / ".flip"
+            link.unlink(missing_ok=True)
+            link.symlink_to(root.parent / "secret.csv")
+            os.replace(link, path)
+            fresh = root / "in" / ".fresh"
+            fresh.write_text("inside\n")
+            os.replace(fresh, path)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    outcomes = set()
+    try:
+        for _ in range(2_000):
+            try:
+                etag = store.head("in/a.csv").etag
+                data = download(store, "in/a.csv", etag)
+            except (ExternalError, SupersededError) as e:
+                outcomes.add(type(e).__name__)
+                continue
+            assert data == b"inside\n"
+            outcomes.add("read")
+    finally:
+        stop.set()
+        flipper.join(timeout=30)
+    assert "read" in outcomes
+
+
+def test_same_size_copy_with_preserved_mtime_is_a_new_version(root):
+    path = root / "in" / "a.csv"
+    path.write_text("id\n1\n")
+    store = LocalObjectStore(root)
+    [before] = store.list_objects()
+    replacement = root.parent / "b.csv"
+    replacement.write_text("id\n2\n")
+    stat = path.stat()
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    shutil.copy2(replacement, path)  # cp -p: same size, same mtime, other content
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+    [after] = store.list_objects()
+    assert after.etag != before.etag
+    with pytest.raises(SupersededError):
+        download(store, "in/a.csv", before.etag)
+    assert download(store, "in/a.csv", after.etag) == b"id\n2\n"
+
+
+def test_fifo_in_place_of_a_file_is_refused_without_blocking(root):
+    (root / "in" / "a.csv").write_text("id\n1\n")
+    store = LocalObjectStore(root)
+    [info] = store.list_objects()
+    (root / "in" / "a.csv").unlink()
+    os.mkfifo(root / "in" / "a.csv")
+    with pytest.raises(ExternalError, match="no longer a regular file"):
+        download(store, "in/a.csv", info.etag)
