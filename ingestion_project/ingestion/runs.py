@@ -28,6 +28,7 @@ from ingestion_project.ingestion.resources import IngestionResource
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
+from ingestion_project.lib.memory import memory_budget
 from ingestion_project.lib.versions import DocumentVersion
 
 _MAX_SCHEMA_COLUMNS = 100
@@ -162,6 +163,7 @@ class IngestionRun:
         self.ingestion.warm_up()  # one S3 client for every thread
         with (
             Heartbeat(self.book, lease.token, self.lease, self.context.log),
+            memory_budget(self.settings.run_memory_bytes),
             ThreadPoolExecutor(self.settings.documents_in_flight, thread_name_prefix="document") as pool,
         ):
             outcomes = [pool.submit(self._process, lease, row) for row in lease.rows]
