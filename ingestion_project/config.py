@@ -122,6 +122,7 @@ class Limits(_Strict):
     json_keys: int = Field(default=10_000, ge=1, le=100_000)
     line_length: Size = "8MiB"
     nesting_depth: int = Field(default=64, ge=1, le=10_000)
+    expansion: int = Field(default=1_000, ge=1)
 
     @field_validator("object_size", "decompressed_size", "line_length")
     @classmethod
@@ -149,6 +150,7 @@ class Limits(_Strict):
             json_keys=self.json_keys,
             line_bytes=self.line_bytes,
             nesting_depth=self.nesting_depth,
+            expansion=self.expansion,
         )
 
 

@@ -12,7 +12,7 @@ import zlib
 from typing import BinaryIO
 
 from ingestion_project.lib.errors import UnsupportedFormatError, ValidationError
-from ingestion_project.lib.limits import LimitExceeded
+from ingestion_project.lib.limits import DocumentLimits, LimitExceeded, check_expansion
 
 GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -53,11 +53,13 @@ class GzipReader(_Reader):
     "gzip bomb" cannot exhaust memory, and ValidationError for corrupt or truncated streams or trailing data.
     """
 
-    def __init__(self, raw: BinaryIO, max_bytes: int):
+    def __init__(self, raw: BinaryIO, limits: DocumentLimits):
         super().__init__()
         self._raw = raw
-        self._max = max_bytes
+        self._limits = limits
+        self._max = limits.decompressed_bytes
         self._produced = 0
+        self._consumed = 0
         self._pending = b""
         self._decompressor = zlib.decompressobj(_GZIP_WBITS)
         self._finished = False
@@ -66,6 +68,7 @@ class GzipReader(_Reader):
         while not self._finished:
             if not self._pending:
                 self._pending = self._raw.read(_INPUT_CHUNK)
+                self._consumed += len(self._pending)
                 if not self._pending:
                     raise ValidationError(f"truncated gzip stream: it ends after {self._produced:,} decompressed bytes")
             try:
@@ -80,6 +83,7 @@ class GzipReader(_Reader):
                     "(limits.decompressed_size; possible gzip bomb); refusing to continue",
                     "decompressed_size",
                 )
+            check_expansion(self._produced, self._consumed, self._limits, "the gzip content")
             self._pending = self._decompressor.unconsumed_tail
             if self._decompressor.eof:
                 self._next_member(self._decompressor.unused_data + self._pending)
@@ -91,6 +95,7 @@ class GzipReader(_Reader):
         # After a member: the end (padding NULs allowed), another member, or trailing data that is an error.
         while not rest.strip(b"\x00"):
             more = self._raw.read(_INPUT_CHUNK)
+            self._consumed += len(more)
             if not more:
                 self._finished = True
                 return
@@ -127,12 +132,13 @@ class Utf16Reader(_Reader):
                 return text.encode("utf-8")
 
 
-def decoded(raw: BinaryIO, *, max_bytes: int) -> BinaryIO:
-    """The content of a document as its parsers read it: gzip decompressed within ``max_bytes``, UTF-16 with a
-    byte-order mark transcoded to UTF-8, a UTF-8 byte-order mark dropped. UTF-32 is refused."""
+def decoded(raw: BinaryIO, limits: DocumentLimits) -> BinaryIO:
+    """The content of a document as its parsers read it: gzip decompressed within ``limits.decompressed_size`` and
+    ``limits.expansion``, UTF-16 with a byte-order mark transcoded to UTF-8, a UTF-8 byte-order mark dropped.
+    UTF-32 is refused."""
     stream: BinaryIO = io.BufferedReader(raw, _INPUT_CHUNK)
     if is_gzip(stream.peek(2)[:2]):
-        stream = io.BufferedReader(GzipReader(stream, max_bytes), _INPUT_CHUNK)
+        stream = io.BufferedReader(GzipReader(stream, limits), _INPUT_CHUNK)
     head = stream.peek(4)[:4]
     if head.startswith(_UTF32_BOMS):
         raise UnsupportedFormatError("UTF-32 text is not supported; re-encode the document as UTF-8")

@@ -24,6 +24,22 @@ class DocumentLimits:
     json_keys: int = 10_000
     line_bytes: int = 8 * 2**20
     nesting_depth: int = 64
+    expansion: int = 1_000
+
+
+# Below this many decoded bytes, any expansion is fine: a few KB of gzip may well hold a few MB of CSV.
+EXPANSION_FLOOR_BYTES = 64 * 1024 * 1024
+
+
+def check_expansion(decoded: int, stored: int, limits: DocumentLimits, what: str) -> None:
+    """Fail a document whose ``decoded`` bytes are more than ``limits.expansion`` times the ``stored`` bytes
+    they came from (a compression bomb), once past EXPANSION_FLOOR_BYTES."""
+    if decoded > EXPANSION_FLOOR_BYTES and decoded > stored * limits.expansion:
+        raise LimitExceeded(
+            f"{what} expands {decoded // max(stored, 1):,} times ({stored:,} bytes to more than {decoded:,}), "
+            f"over the limit of {limits.expansion:,} times (limits.expansion; possible compression bomb)",
+            "expansion",
+        )
 
 
 def over_limit(limit: str, what: str, maximum: int, unit: str = "") -> LimitExceeded:

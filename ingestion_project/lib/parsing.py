@@ -76,7 +76,7 @@ def parse_document(
 
 
 def _decoded(raw: Opener, limits: DocumentLimits) -> BinaryIO:
-    return decoded(raw(), max_bytes=limits.decompressed_bytes)
+    return decoded(raw(), limits)
 
 
 def _reject_blank(head: bytes, stream: BinaryIO) -> None:

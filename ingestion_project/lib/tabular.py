@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 
 from ingestion_project.lib.bronze import LINEAGE_COLUMNS
 from ingestion_project.lib.errors import ValidationError
-from ingestion_project.lib.limits import DocumentLimits, over_limit
+from ingestion_project.lib.limits import DocumentLimits, check_expansion, over_limit
 
-PARQUET_BATCH_ROWS = 16 * 1024
+# Small batches: a row may decode to far more than the file suggests (one long value, repeated by a dictionary).
+PARQUET_BATCH_ROWS = 1024
 
 
 def check_columns(names: Sequence[str], label: str) -> None:
@@ -64,6 +65,7 @@ def read_parquet(source: BinaryIO, size: int, writer, limits: DocumentLimits) ->
                     limits.decompressed_bytes,
                     " bytes",
                 )
+            check_expansion(decoded, size, limits, "the Parquet data")
             writer.write(batch)
     except pa.ArrowMemoryError:
         raise

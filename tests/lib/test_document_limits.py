@@ -135,3 +135,24 @@ def test_text_chunks_cover_the_text_in_order_within_the_size(seed):
         assert not text[position:start].strip()
         position = end
     assert not text[position:].strip()
+
+
+def test_parquet_of_ten_million_equal_values_is_stopped_as_a_compression_bomb():
+    data = parquet_bytes(pa.table({"v": pa.repeat(pa.scalar(7), 10_000_000)}), compression="zstd")
+    assert len(data) < 100_000
+    with pytest.raises(LimitExceeded, match=r"Parquet data expands [\d,]+ times.*over the limit of 1,000 times"):
+        parse(data, "equal.parquet", limit=2**40)
+
+
+def test_gzip_that_expands_more_than_the_ratio_is_a_compression_bomb():
+    data = gzip.compress(b"id\n" + b"1\n" * 50_000_000)
+    with pytest.raises(LimitExceeded, match=r"gzip content expands [\d,]+ times.*\(limits\.expansion"):
+        parse(data, "ones.csv.gz", limit=2**40)
+
+
+def test_gzip_of_ordinary_text_is_within_the_expansion_limit():
+    rows = b"".join(
+        b"%d,customer-%d,2026-11-%02d,%d.%02d\n" % (i, i % 997, i % 28 + 1, i % 500, i % 100) for i in range(400_000)
+    )
+    parsed = parse(gzip.compress(b"id,customer,day,amount\n" + rows), "orders.csv.gz", limit=2**40)
+    assert parsed.record_count == 400_000
