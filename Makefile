@@ -26,11 +26,13 @@ help:
 $(UV):
 	$(PYTHON) -m pip install --quiet --user uv
 
+# Bytecode compiled at install: run processes start from .pyc even where PYTHONDONTWRITEBYTECODE is set.
 $(BIN)/dagster: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 install: $(BIN)/dagster
+	@$(BIN)/python -m compileall -q ingestion_project
 
 s3-start: install
 	$(BIN)/python -m ingestion_project.devtools.local_s3 start --state-dir $(S3_STATE)

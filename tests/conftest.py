@@ -11,11 +11,10 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from ingestion_project.devtools.local_postgres import LocalPostgres, find_postgres_bin
 from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource, S3Resource
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +124,7 @@ def ledger_resource(tmp_path):
 
 @pytest.fixture
 def resources_for(ledger_resource):
-    """Resources for a sources file; ``s3_options`` go to dagster-aws's S3Resource (e.g. an endpoint_url)."""
+    """Resources for a sources file; ``s3_options`` go to the S3Resource (e.g. an endpoint_url)."""
 
     def build(sources_file: str, **s3_options) -> dict:
         return {

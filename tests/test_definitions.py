@@ -1,8 +1,12 @@
+import subprocess
+import sys
+
 import dagster as dg
 from dagster._core.definitions.dependency import NodeHandle
 
-from ingestion_project.definitions import defs
+from ingestion_project.devtools.workspace import workspace_definitions
 
+defs = workspace_definitions()
 RUN_STATUS_SENSORS = ("ingestion_failed_run_sensor", "ingestion_canceled_run_sensor")
 
 
@@ -69,3 +73,22 @@ def test_ui_materialize_and_backfill_runs_carry_the_dead_letter_hook():
     job = defs.resolve_implicit_global_asset_job_def()
     assert "raw_documents" in {node.name for node in job.graph.nodes}
     assert "dead_letter_hook" in hooks_on_raw_documents(job)
+
+
+def test_the_ingestion_code_location_never_imports_dbt():
+    # Each run process loads only its job's code location: ingestion runs must not pay for dbt.
+    code = (
+        "import sys, ingestion_project.definitions; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dbt', 'dagster_dbt')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+def test_each_code_location_loads_on_its_own():
+    from ingestion_project.definitions import defs as ingestion
+    from ingestion_project.transform.definitions import defs as warehouse
+
+    assert {job.name for job in ingestion.get_repository_def().get_all_jobs()} >= {"ingest_documents"}
+    assert "build_warehouse" not in {job.name for job in ingestion.get_repository_def().get_all_jobs()}
+    assert {job.name for job in warehouse.get_repository_def().get_all_jobs()} >= {"build_warehouse"}

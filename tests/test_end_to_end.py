@@ -68,7 +68,9 @@ def _pipeline(s3_client, tmp_path, monkeypatch, ledger_url: str, instance_config
         if bucket in {b["Name"] for b in s3_client.list_buckets()["Buckets"]}:
             s3_client.delete_bucket(Bucket=bucket)
     uploaded = seed(s3_client, DEFAULT_SAMPLES_DIR)
-    from ingestion_project.definitions import defs
+    from ingestion_project.devtools.workspace import workspace_definitions
+
+    defs = workspace_definitions()
 
     home = tmp_path / "dagster"
     home.mkdir()

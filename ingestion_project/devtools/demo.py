@@ -193,7 +193,9 @@ def main() -> int:
         os.environ.update(server.env())
         uploaded = seed(boto3.client("s3"), DEFAULT_SAMPLES_DIR)
         print(f"Local S3 at {server.endpoint_url}: uploaded {len(uploaded)} sample documents")
-        from ingestion_project.definitions import defs
+        from ingestion_project.devtools.workspace import workspace_definitions
+
+        defs = workspace_definitions()
         from ingestion_project.ingestion.resources import LedgerResource
 
         home = WORK_DIR / "dagster"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ingestion_project.ingestion.resources import LedgerResource
 from ingestion_project.lib.ledger import IN_FLIGHT, Ledger, Status, dead_letters, processed_files
-from ingestion_project.transform.project import ensure_warehouse_dir, warehouse_path
+from ingestion_project.transform.warehouse import ensure_warehouse_dir, warehouse_path
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 TERMINAL_FIGURES = ("success", "failed", "skipped", "superseded", "quarantined")

@@ -1,11 +1,10 @@
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from ingestion_project.config import default_settings
 from ingestion_project.failures.reconcile import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.ingestion.resources import DEFAULT_LEDGER, IngestionResource, S3Resource
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 
 default_settings()  # validate the sources file at load: a bad file fails here, naming the source and field
@@ -16,6 +15,6 @@ defs = dg.Definitions(
     sensors=[document_discovery_sensor, ingestion_failed_run_sensor, ingestion_canceled_run_sensor],
     resources={
         "ingestion": IngestionResource(s3=S3Resource()),
-        "ledger": LedgerResource(),
+        "ledger": DEFAULT_LEDGER,
     },
 )

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-WAREHOUSE_PATH_ENV = "INGESTION_WAREHOUSE_PATH"
-# Same default as dbt_project/profiles.yml; relative to the dbt project dir, where dagster-dbt runs dbt.
-DEFAULT_WAREHOUSE_PATH = "../data/warehouse.duckdb"
+from ingestion_project.transform.warehouse import DBT_PROJECT_DIR, ensure_warehouse_dir, warehouse_path
+
+__all__ = ["dbt_project", "ensure_warehouse_dir", "manifest_is_stale", "warehouse_path"]
 
 
 def put_dbt_on_path() -> None:
@@ -50,18 +49,3 @@ dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 # Deployments ship the manifest (`dagster-dbt project prepare-and-package`) and never parse here.
 if manifest_is_stale(dbt_project):
     dbt_project.preparer.prepare(dbt_project)
-
-
-def warehouse_path() -> Path | None:
-    """The DuckDB file dbt writes, resolved like dbt does; None for an in-memory or remote database."""
-    value = os.environ.get(WAREHOUSE_PATH_ENV) or DEFAULT_WAREHOUSE_PATH
-    if value == ":memory:" or value.startswith("md:") or "://" in value:
-        return None
-    return (DBT_PROJECT_DIR / value).resolve()
-
-
-def ensure_warehouse_dir() -> None:
-    """Create the folder of the DuckDB file: DuckDB creates the file but not its parent folders."""
-    path = warehouse_path()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)

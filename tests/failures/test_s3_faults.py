@@ -34,7 +34,7 @@ from tests.faults import FaultKind
 
 KEY = "in/orders.csv"
 GOOD = b"order_id,amount\nO-1,1.50\nO-2,2.50\n"
-# dagster-aws passes S3Resource.max_attempts to botocore as retries["max_attempts"], which botocore reads as
+# S3Resource passes max_attempts to botocore as retries["max_attempts"], which botocore reads as
 # retries after the first request (total = max_attempts + 1): 0 is a single attempt, no botocore retry.
 NO_BOTOCORE_RETRIES = {"max_attempts": 0}
 

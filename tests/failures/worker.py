@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource, S3Resource
 from tests.failures.conftest import Pipeline
 
 GO_TIMEOUT_SECONDS = 60.0
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--request", help="a JSON file with the run config, tags and run key of a sensor's request")
     what.add_argument("--partition", help="a partition key, run at the object's current version")
     parser.add_argument(
-        "--s3-max-attempts", type=int, help="dagster-aws S3Resource.max_attempts (0: no botocore retry)"
+        "--s3-max-attempts", type=int, help="S3Resource.max_attempts (0: no botocore retry)"
     )
     parser.add_argument("--ready")
     parser.add_argument("--go")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ingestion_project.definitions import defs
+from ingestion_project.devtools.workspace import workspace_definitions
 from ingestion_project.transform.assets import dbt_build_args, warehouse_dbt_assets
+
+defs = workspace_definitions()
 
 
 def test_transform_definitions_load():
