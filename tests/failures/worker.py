@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--request", help="a JSON file with the run config, tags and run key of a sensor's request")
     what.add_argument("--partition", help="a partition key, run at the object's current version")
-    parser.add_argument(
-        "--s3-max-attempts", type=int, help="S3Resource.max_attempts (0: no botocore retry)"
-    )
+    parser.add_argument("--s3-max-attempts", type=int, help="S3Resource.max_attempts (0: no botocore retry)")
     parser.add_argument("--ready")
     parser.add_argument("--go")
     args = parser.parse_args(argv)
