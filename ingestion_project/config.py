@@ -69,7 +69,28 @@ def _check_glob(pattern: str) -> str:
     return pattern
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: int | float | str) -> float:
+    """Parse ``900``, ``"15m"``, ``"1h"`` or ``"1d"`` into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use seconds or a unit: s, m, h, d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "").lower()]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
 Glob = Annotated[str, Field(min_length=1)]
+Duration = Annotated[int | float | str, Field(union_mode="left_to_right")]
 Size = Annotated[int | str, Field(union_mode="left_to_right")]
 
 
@@ -154,11 +175,34 @@ class Limits(_Strict):
         )
 
 
+class ListingConfig(_Strict):
+    """How a source is listed on each discovery tick.
+
+    ``full``: every key, resumed across ticks when a listing takes longer than the tick's budget.
+    ``incremental``: only keys after the greatest key seen (S3 ``StartAfter``), for keys that arrive in lexical
+    order (date-prefixed, say); a full listing every ``full_every`` finds what that misses (a late key that sorts
+    before the watermark, an overwritten old key).
+    """
+
+    mode: Literal["full", "incremental"] = "full"
+    full_every: Duration = "1h"
+
+    @field_validator("full_every")
+    @classmethod
+    def _duration_is_valid(cls, value: int | float | str) -> float:
+        return parse_duration(value)
+
+    @property
+    def full_every_seconds(self) -> float:
+        return float(self.full_every)
+
+
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     include: tuple[Glob, ...] = ("*",)
     exclude: tuple[Glob, ...] = ()
     limits: Limits = Limits()
+    listing: ListingConfig = ListingConfig()
     retries: RetryConfig = RetryConfig()
     max_replays: int = Field(default=3, ge=0, le=100)
     batch_size: BatchSize = BatchSize()
@@ -283,6 +327,8 @@ class Settings(_Strict):
     # is requested again under a new run key.
     request_timeout_seconds: int = Field(default=600, ge=1)
     max_runs_per_tick: int = Field(default=8, ge=1, le=100)
+    # Time a discovery tick may spend listing, shared by the sources; a listing not done by then resumes next tick.
+    listing_budget_seconds: float = Field(default=20, gt=0, le=50)
     # Documents one run works on at once: one's downloads and uploads overlap another's parsing and event writes.
     documents_in_flight: int = Field(default=4, ge=1, le=32)
     # A retry delay above this ends the run for that version: it goes back to the ledger with a not-before time.

@@ -83,6 +83,8 @@ def test_path_globs_match_the_key_below_the_prefix(tmp_path):
         ("{name: orders, type: s3, bucket: b1b, limits: {columns: 0}}", "source 'orders': field 'limits.columns'"),
         ("{name: orders, type: s3, bucket: b1b, limits: {line_length: 1 mile}}", "field 'limits.line_length'"),
         ("{name: orders, type: s3, bucket: b1b, limits: {rowz: 5}}", "field 'limits.rowz': unknown field"),
+        ("{name: orders, type: s3, bucket: b1b, listing: {mode: sometimes}}", "field 'listing.mode'"),
+        ("{name: orders, type: s3, bucket: b1b, listing: {full_every: soon}}", "'soon' is not a duration"),
         ("{name: Orders!, type: s3, bucket: b1b}", "source 'Orders!': field 'name'"),
     ],
 )

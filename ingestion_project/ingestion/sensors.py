@@ -20,7 +20,7 @@ from ingestion_project.failures.reconcile import (
     write_dead_letters,
 )
 from ingestion_project.ingestion.batches import Batch, plan_batches
-from ingestion_project.ingestion.discovery import Discovery, discover
+from ingestion_project.ingestion.discovery import Discovery, ListingState, discover
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
@@ -38,6 +38,8 @@ def build_result(
             "new": len(found.new),
             "requested": documents,
             "runs": len(batches),
+            # Where each source's listing resumes: a few keys per source, never lists of keys.
+            "listing": {name: state.as_dict() for name, state in found.listing.items()},
         }
     )
     notes = "".join(f"; listing {name} failed: {reason}" for name, reason in found.errors.items())
@@ -59,6 +61,16 @@ def build_result(
     )
 
 
+def listing_states(cursor: str | None) -> dict[str, ListingState]:
+    """The per-source listing states a previous tick left in the cursor (none from an older or empty cursor)."""
+    try:
+        raw = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    listing = raw.get("listing") if isinstance(raw, dict) else None
+    return {name: ListingState.of(state) for name, state in (listing or {}).items()}
+
+
 @dg.sensor(
     job=ingest_documents_job,
     minimum_interval_seconds=15,
@@ -70,7 +82,7 @@ def document_discovery_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     settings, book = ingestion.settings(), ledger.ledger()
     reconciled = reconcile_ledger(context.instance, settings, book, ingestion.dead_letter_store)
-    found = discover(settings, ingestion.source_store, book)
+    found = discover(settings, ingestion.source_store, book, listing_states(context.cursor))
     # After discovery: the dead letters of versions it superseded move to superseded/ in the same tick.
     write_dead_letters(book, ingestion.dead_letter_store, reconciled)
     log_reconciliation(context.log, reconciled)

@@ -66,7 +66,7 @@ class Sink(Protocol):
 class ObjectStore(Protocol):
     bucket: str
 
-    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def list_objects(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]: ...
     def head(self, key: str) -> ObjectInfo: ...
     def download(
         self, key: str, sink: Sink, *, etag: str, max_bytes: int, version_id: str | None = None
@@ -98,9 +98,11 @@ class S3ObjectStore:
         self.client = client
         self.bucket = bucket
 
-    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, page by page (the paginator follows continuation tokens)."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+    def list_objects(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` (after the key ``start_after``, when given) in key order, page by page
+        (the paginator follows continuation tokens)."""
+        after = {"StartAfter": start_after} if start_after else {}
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, **after)
         try:
             for page in pages:
                 for item in page.get("Contents", ()):
@@ -266,18 +268,35 @@ class LocalObjectStore:
             raise ExternalError(f"{path} is no longer a regular file")
         return fd
 
-    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every regular file whose key starts with ``prefix`` (and sorts after ``start_after``), in key order as
+        S3 lists them. Links are never followed; a file or folder that vanishes while listed is passed over."""
         if not self.root.is_dir():
             raise ExternalError(f"source folder {self.root} does not exist")
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = Path(dirpath, name)
-                if path.is_symlink() or not path.is_file():
-                    continue  # links could point outside the root; only regular files are documents
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix) and not name.startswith(".tmp-"):
-                    yield self._info(key, path.stat())
+        yield from self._walk(str(self.root), "", prefix, start_after or "")
+
+    def _walk(self, folder: str, base: str, prefix: str, after: str) -> Iterator[ObjectInfo]:
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # removed while being listed
+        # Sorting a folder as "name/" keeps every key in it in place among its siblings: global key order.
+        listed = sorted((entry.name + ("/" if entry.is_dir(follow_symlinks=False) else ""), entry) for entry in entries)
+        for name, entry in listed:
+            key = base + name
+            if name.endswith("/"):
+                if (key.startswith(prefix) or prefix.startswith(key)) and (key >= after or after.startswith(key)):
+                    yield from self._walk(entry.path, key, prefix, after)
+                continue
+            if not key.startswith(prefix) or key <= after or entry.name.startswith(".tmp-") or entry.is_symlink():
+                continue  # links could point outside the root; only regular files are documents
+            try:
+                status = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(status.st_mode):
+                yield self._info(key, status)
 
     def head(self, key: str) -> ObjectInfo:
         fd = self._open(key)

@@ -1,5 +1,6 @@
 """The warehouse dbt models as Dagster assets downstream of `raw_documents`; dbt tests become checks."""
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from pydantic import Field
 
 from ingestion_project.config import bronze_roots
-from ingestion_project.transform.project import dbt_project, ensure_warehouse_dir
+from ingestion_project.transform.project import ensure_warehouse_dir, prepared_dbt_project
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 INGESTION_LEDGER = dg.AssetKey("ingestion_ledger")
@@ -48,15 +49,32 @@ def dbt_build_args(roots: Sequence[str]) -> list[str]:
     return ["build", "--vars", json.dumps({"bronze_roots": list(roots)})]
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=WarehouseTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
-    ),
-)
-def warehouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: WarehouseBuildConfig):
-    """dbt build of the staging views and marts over every bronze root."""
-    roots = config.bronze_roots if config.bronze_roots is not None else bronze_roots()
-    ensure_warehouse_dir()
-    yield from dbt.cli(dbt_build_args(roots), context=context).stream()
+@functools.cache
+def define_warehouse_dbt_assets() -> dg.AssetsDefinition:
+    """The dbt models as one multi-asset, read from the manifest (prepared first if out of date).
+
+    Built when the warehouse definitions are, not at import: reading the manifest takes a parsed project.
+    """
+    project = prepared_dbt_project()
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=WarehouseTranslator(
+            settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
+        ),
+    )
+    def warehouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: WarehouseBuildConfig):
+        """dbt build of the staging views and marts over every bronze root."""
+        roots = config.bronze_roots if config.bronze_roots is not None else bronze_roots()
+        ensure_warehouse_dir()
+        yield from dbt.cli(dbt_build_args(roots), context=context).stream()
+
+    return warehouse_dbt_assets
+
+
+def __getattr__(name: str) -> dg.AssetsDefinition:
+    # `from ingestion_project.transform.assets import warehouse_dbt_assets` (the tests) builds on first use.
+    if name == "warehouse_dbt_assets":
+        return define_warehouse_dbt_assets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -123,3 +123,26 @@ def test_fifo_in_place_of_a_file_is_refused_without_blocking(root):
     os.mkfifo(root / "in" / "a.csv")
     with pytest.raises(ExternalError, match="no longer a regular file"):
         download(store, "in/a.csv", info.etag)
+
+
+def test_listing_is_in_key_order_and_resumes_after_a_key(root):
+    for key in ("b.csv", "a-c.csv", "a/b.csv", "a/a/z.csv", "a0.csv", "c/d/e.csv"):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_text("x\n1\n")
+    (root / "in").rmdir()
+    store = LocalObjectStore(root)
+    keys = [info.key for info in store.list_objects()]
+    assert keys == sorted(keys) == ["a-c.csv", "a/a/z.csv", "a/b.csv", "a0.csv", "b.csv", "c/d/e.csv"]
+    assert [info.key for info in store.list_objects(start_after="a/a/z.csv")] == keys[2:]
+    assert [info.key for info in store.list_objects(prefix="a/")] == ["a/a/z.csv", "a/b.csv"]
+
+
+def test_a_file_that_vanishes_while_listed_is_passed_over(root):
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (root / "in" / name).write_text("x\n1\n")
+    store = LocalObjectStore(root)
+    listing = store.list_objects()
+    first = next(listing)
+    (root / "in" / "b.csv").unlink()  # gone between the folder's scan and its stat
+    rest = [info.key for info in listing]
+    assert first.key == "in/a.csv" and rest == ["in/c.csv"]
