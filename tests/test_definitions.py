@@ -1,13 +1,42 @@
+import importlib
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster._core.definitions.dependency import NodeHandle
 
 from ingestion_project.devtools.workspace import workspace_definitions
 
 defs = workspace_definitions()
 RUN_STATUS_SENSORS = ("ingestion_failed_run_sensor", "ingestion_canceled_run_sensor")
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+
+def code_locations() -> dict[str, str]:
+    """Location name → module, as workspace.yaml declares them."""
+    entries = yaml.safe_load(WORKSPACE.read_text())["load_from"]
+    return {entry["python_module"]["location_name"]: entry["python_module"]["module_name"] for entry in entries}
+
+
+def location_defs(name: str) -> dg.Definitions:
+    return importlib.import_module(code_locations()[name]).defs
+
+
+def in_a_fresh_interpreter(code: str, **env: str) -> dict:
+    """Run ``code`` in a fresh interpreter and return the JSON it prints (what a new run process would see)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_definitions_load_with_both_domains():
@@ -75,20 +104,65 @@ def test_ui_materialize_and_backfill_runs_carry_the_dead_letter_hook():
     assert "dead_letter_hook" in hooks_on_raw_documents(job)
 
 
-def test_the_ingestion_code_location_never_imports_dbt():
-    # Each run process loads only its job's code location: ingestion runs must not pay for dbt.
+def test_the_workspace_has_an_ingestion_and_a_warehouse_code_location():
+    assert code_locations() == {
+        "ingestion_project": "ingestion_project.definitions",
+        "warehouse": "ingestion_project.transform.definitions",
+    }
+
+
+def test_loading_the_ingestion_location_and_its_job_never_imports_dbt():
+    # A run process loads only its job's code location, as a run worker does: ingestion runs must not pay for dbt.
     code = (
-        "import sys, ingestion_project.definitions; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dbt', 'dagster_dbt')))"
+        "import importlib, json, sys; "
+        "defs = importlib.import_module('ingestion_project.definitions').defs; "
+        "defs.resolve_job_def('ingest_documents'); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dbt', 'dagster_dbt', 'duckdb') "
+        "or m.startswith('ingestion_project.transform.') and m != 'ingestion_project.transform.warehouse')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "[]"
+    assert in_a_fresh_interpreter(code) == []
+
+
+def test_importing_the_warehouse_modules_neither_parses_dbt_nor_changes_path():
+    # The dbt project is prepared while the warehouse definitions are built, not as a side effect of an import.
+    code = (
+        "import json, os; path = os.environ['PATH']; "
+        "import ingestion_project.transform.assets, ingestion_project.transform.jobs, "
+        "ingestion_project.transform.sensors; "
+        "from ingestion_project.transform.project import prepared_dbt_project; "
+        "print(json.dumps({'prepared': prepared_dbt_project.cache_info().currsize, "
+        "'path_changed': os.environ['PATH'] != path}))"
+    )
+    # Without the venv's bin on PATH, preparing the project would put it there.
+    assert in_a_fresh_interpreter(code, PATH=os.defpath) == {"prepared": 0, "path_changed": False}
 
 
 def test_each_code_location_loads_on_its_own():
-    from ingestion_project.definitions import defs as ingestion
-    from ingestion_project.transform.definitions import defs as warehouse
+    ingestion, warehouse = location_defs("ingestion_project"), location_defs("warehouse")
 
     assert {job.name for job in ingestion.get_repository_def().get_all_jobs()} >= {"ingest_documents"}
     assert "build_warehouse" not in {job.name for job in ingestion.get_repository_def().get_all_jobs()}
     assert {job.name for job in warehouse.get_repository_def().get_all_jobs()} >= {"build_warehouse"}
+
+
+def test_every_asset_is_materialized_by_exactly_one_code_location():
+    # Dagster joins the locations by asset key: a key defined twice would be a conflict, one defined nowhere a gap.
+    graphs = {name: location_defs(name).resolve_asset_graph() for name in code_locations()}
+    owned = {name: graph.materializable_asset_keys for name, graph in graphs.items()}
+
+    assert not owned["ingestion_project"] & owned["warehouse"]
+    assert owned["ingestion_project"] == {dg.AssetKey("raw_documents")}
+    # The warehouse's only upstream from elsewhere is raw_documents (dbt's bronze sources, and the ledger snapshot).
+    foreign = graphs["warehouse"].get_all_asset_keys() - owned["warehouse"]
+    assert foreign == {dg.AssetKey("raw_documents")}
+    # Asset checks must sit in the location of their asset.
+    for name, graph in graphs.items():
+        assert {key.asset_key for key in graph.asset_check_keys} <= owned[name], name
+
+
+def test_the_merged_workspace_is_the_two_locations():
+    merged = {job.name for job in defs.get_repository_def().get_all_jobs()}
+    separate = {
+        job.name for name in code_locations() for job in location_defs(name).get_repository_def().get_all_jobs()
+    }
+    assert merged == separate

@@ -11,13 +11,10 @@ import duckdb
 import pytest
 from dagster_dbt import DbtCliResource
 
-from ingestion_project.transform.project import dbt_project
+# The dbt assets are read from a manifest that matches the models on disk: parsed on first use if out of date.
+from ingestion_project.transform.assets import WarehouseBuildConfig, warehouse_dbt_assets
+from ingestion_project.transform.project import prepared_dbt_project
 from tests.transform import bronze_fixture
-
-# The asset definitions are read from the manifest at import: parse first, so they match the models on disk.
-dbt_project.preparer.prepare(dbt_project)
-
-from ingestion_project.transform.assets import WarehouseBuildConfig, warehouse_dbt_assets  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ def build_warehouse(roots: Sequence[str], path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(path))
     result = dg.materialize(
         [warehouse_dbt_assets],
-        resources={"dbt": DbtCliResource(project_dir=dbt_project)},
+        resources={"dbt": DbtCliResource(project_dir=prepared_dbt_project())},
         run_config=dg.RunConfig({warehouse_dbt_assets.op.name: WarehouseBuildConfig(bronze_roots=list(roots))}),
     )
     return WarehouseBuild(result=result, path=path)

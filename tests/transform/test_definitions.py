@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dagster as dg
+import pytest
+from dagster_dbt import DbtProject
 
 from ingestion_project.devtools.workspace import workspace_definitions
 from ingestion_project.transform.assets import dbt_build_args, warehouse_dbt_assets
+from ingestion_project.transform.jobs import build_warehouse
+from ingestion_project.transform.project import manifest_is_stale
 
 defs = workspace_definitions()
 
@@ -50,3 +57,48 @@ def test_dbt_build_args_pass_the_roots_as_a_json_var():
         "--vars",
         '{"bronze_roots": ["s3://bronze/bronze", "/data/bronze"]}',
     ]
+
+
+def test_build_warehouse_selects_the_ledger_snapshot_and_every_dbt_model():
+    # Declared by group, without the manifest: it must still be exactly the snapshot and the dbt models.
+    selected = build_warehouse.selection.resolve(defs.resolve_asset_graph())
+
+    assert selected == {dg.AssetKey("ingestion_ledger"), *warehouse_dbt_assets.keys}
+
+
+@pytest.fixture
+def dbt_project_dir(tmp_path: Path) -> Path:
+    """A minimal dbt project whose manifest is newer than every file in it."""
+    (tmp_path / "dbt_project.yml").write_text("name: tiny\nprofile: tiny\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "orders.sql").write_text("select 1 as id\n")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "manifest.json").write_text("{}")
+    for path in (tmp_path / "dbt_project.yml", tmp_path / "models" / "orders.sql"):
+        os.utime(path, (1_000, 1_000))
+    os.utime(tmp_path / "target" / "manifest.json", (2_000, 2_000))
+    return tmp_path
+
+
+def test_manifest_is_current_when_nothing_changed_since_the_parse(dbt_project_dir: Path):
+    assert not manifest_is_stale(DbtProject(project_dir=dbt_project_dir))
+
+
+def test_manifest_is_stale_once_a_model_changes(dbt_project_dir: Path):
+    os.utime(dbt_project_dir / "models" / "orders.sql", (3_000, 3_000))
+
+    assert manifest_is_stale(DbtProject(project_dir=dbt_project_dir))
+
+
+def test_manifest_is_stale_when_missing(dbt_project_dir: Path):
+    (dbt_project_dir / "target" / "manifest.json").unlink()
+
+    assert manifest_is_stale(DbtProject(project_dir=dbt_project_dir))
+
+
+def test_files_dbt_writes_never_make_the_manifest_stale(dbt_project_dir: Path):
+    for folder in ("target/run", "logs", "dbt_packages/some_package/models"):
+        (dbt_project_dir / folder).mkdir(parents=True)
+        (dbt_project_dir / folder / "written.sql").write_text("select 1\n")
+
+    assert not manifest_is_stale(DbtProject(project_dir=dbt_project_dir))
