@@ -1,41 +1,88 @@
 {#
-    Renders the bronze data behind a `bronze` source as a relation expression for a `from` clause:
-    `read_parquet` over `meta.bronze_glob` under every root of the `bronze_roots` var that has files, or, when
-    no root has any yet, an empty relation typed from the columns declared on the source.
+    Bronze is read incrementally, and each file once: the staging models are incremental tables that read only
+    the files a previous build has not. `stg_bronze__documents` reads the manifests it has not seen (listed under
+    every root of the `bronze_roots` var); each data model reads the data files of the versions whose manifest it
+    has not read yet (the manifest says where the data is). Everything downstream reads these tables, never bronze.
 
-    The model passes `source('bronze', ...)` in, so lineage stays in the dbt graph. The globs are checked at
-    execution time because DuckDB fails on a glob that matches nothing.
+    A version is committed once its manifest exists (ingestion writes the data file first and the manifest last),
+    so a data file whose manifest never landed — its document failed — is never read.
 #}
-{% macro bronze_relation(source_relation) %}
-    {%- if not execute -%}
-        {{ return(source_relation) }}
-    {%- endif -%}
 
+
+{# Paths of the files matching the source's `meta.bronze_glob` under every root, less those in `loaded.<column>`. #}
+{% macro new_bronze_files(source_relation, loaded=none, loaded_column='manifest_path') %}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set node = source_node(source_relation) -%}
     {%- if not node.config.meta.bronze_glob -%}
         {{ exceptions.raise_compiler_error(
-            "bronze_relation() needs a source() with meta.bronze_glob, got " ~ source_relation.render()
+            "new_bronze_files() needs a source() with meta.bronze_glob, got " ~ source_relation.render()
         ) }}
     {%- endif -%}
-    {%- set pattern = node.config.meta.bronze_glob -%}
-
-    {%- set globs = [] -%}
+    {%- set listings = [] -%}
     {%- for root in bronze_roots() -%}
-        {%- set path = root.rstrip('/') ~ '/' ~ pattern -%}
-        {%- if bronze_glob_has_files(path) -%}
-            {%- do globs.append(path) -%}
-        {%- endif -%}
+        {%- do listings.append(
+            "select file from glob(" ~ sql_string(root.rstrip('/') ~ '/' ~ node.config.meta.bronze_glob) ~ ")"
+        ) -%}
     {%- endfor -%}
-
-    {%- if globs -%}
-        read_parquet(
-            [{%- for path in globs -%}'{{ path | replace("'", "''") }}'{{ ", " if not loop.last }}{%- endfor -%}],
-            union_by_name = true,
-            hive_partitioning = false
-        )
-    {%- else -%}
-        {{ empty_source_relation(node) }}
+    {%- if not listings -%}
+        {{ return([]) }}
     {%- endif -%}
+    {%- set query -%}
+        {{ listings | join(' union ') }}
+        {%- if loaded is not none %} except select {{ loaded_column }} from {{ loaded }}{% endif %}
+        order by 1
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values() | list) }}
+{% endmacro %}
+
+
+{#
+    Data files of the committed versions of a bronze dataset (`tables/<source>` or `text`) that have rows and
+    that `loaded` (the model being built, when incremental) holds no row of yet.
+#}
+{% macro new_bronze_versions(dataset, loaded=none) %}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set query -%}
+        select data_path
+        from {{ ref('stg_bronze__documents') }}
+        where bronze_dataset = {{ sql_string(dataset) }}
+            and record_count > 0
+            {%- if loaded is not none %}
+            and document_version_id not in (select distinct document_version_id from {{ loaded }})
+            {%- endif %}
+        order by 1
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values() | list) }}
+{% endmacro %}
+
+
+{#
+    The rows of `paths` as a relation for a `from` clause, with each row's file in `_bronze_file`; every column
+    declared on the source is there, typed, even when no file has it (or there are no files at all).
+#}
+{% macro bronze_files(source_relation, paths) %}
+    {%- if not execute -%}
+        {{ return(source_relation) }}
+    {%- endif -%}
+    {%- set node = source_node(source_relation) -%}
+    (
+        {%- if paths %}
+        select *
+        from read_parquet(
+            [{%- for path in paths -%}{{ sql_string(path) }}{{ ", " if not loop.last }}{%- endfor -%}],
+            union_by_name = true,
+            hive_partitioning = false,
+            filename = '_bronze_file'
+        )
+        union all by name
+        {%- endif %}
+        select *, cast(null as varchar) as _bronze_file
+        from {{ empty_source_relation(node) }}
+    )
 {% endmacro %}
 
 
@@ -49,8 +96,16 @@
 {% endmacro %}
 
 
-{# True when the glob matches at least one file (local or through a registered fsspec filesystem). #}
-{% macro bronze_glob_has_files(path) %}
-    {%- set result = run_query("select 1 from glob('" ~ (path | replace("'", "''")) ~ "') limit 1") -%}
-    {{ return(result.rows | length > 0) }}
-{% endmacro %}
+{# A SQL string literal. #}
+{% macro sql_string(text) -%}
+    '{{ text | replace("'", "''") }}'
+{%- endmacro %}
+
+
+{#
+    When this build started (UTC), the same in every model of one `dbt build`: stamped on the rows a build loads,
+    so that the models downstream of staging know which rows are new since they last ran.
+#}
+{% macro build_started_at() -%}
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}+00' as timestamp with time zone)
+{%- endmacro %}

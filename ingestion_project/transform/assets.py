@@ -42,11 +42,18 @@ class WarehouseBuildConfig(dg.Config):
     bronze_roots: list[str] | None = Field(
         default=None, description="Bronze roots to read (URIs or local paths); by default the sources file's."
     )
+    full_refresh: bool = Field(
+        default=False,
+        description=(
+            "Rebuild the incremental models from all of bronze (`dbt build --full-refresh`) instead of reading only "
+            "what is new: after bronze was rewritten or removed by hand, or a model's logic changed."
+        ),
+    )
 
 
-def dbt_build_args(roots: Sequence[str]) -> list[str]:
-    """The `dbt build` arguments that read bronze from `roots`."""
-    return ["build", "--vars", json.dumps({"bronze_roots": list(roots)})]
+def dbt_build_args(roots: Sequence[str], *, full_refresh: bool = False) -> list[str]:
+    """The `dbt build` arguments that read bronze from `roots` (all of it again with ``full_refresh``)."""
+    return ["build", "--vars", json.dumps({"bronze_roots": list(roots)}), *(["--full-refresh"] if full_refresh else [])]
 
 
 @functools.cache
@@ -65,10 +72,10 @@ def define_warehouse_dbt_assets() -> dg.AssetsDefinition:
         ),
     )
     def warehouse_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: WarehouseBuildConfig):
-        """dbt build of the staging views and marts over every bronze root."""
+        """dbt build of the staging tables and marts: incremental, over what is new under every bronze root."""
         roots = config.bronze_roots if config.bronze_roots is not None else bronze_roots()
         ensure_warehouse_dir()
-        yield from dbt.cli(dbt_build_args(roots), context=context).stream()
+        yield from dbt.cli(dbt_build_args(roots, full_refresh=config.full_refresh), context=context).stream()
 
     return warehouse_dbt_assets
 

@@ -131,7 +131,7 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def _orders_csv(rows: list[tuple]) -> pa.Table:
+def orders_csv(rows: list[tuple]) -> pa.Table:
     """Orders as the CSV parser infers them: dates as date32, amounts as float64."""
     ids, customers, days, statuses, amounts = zip(*rows, strict=True)
     return pa.table(
@@ -167,14 +167,14 @@ def versions() -> list[Version]:
     first_upload = datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
     re_upload = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
     feb_upload = datetime(2026, 2, 1, 9, 5, tzinfo=UTC)
-    orders_v1 = _orders_csv(
+    orders_v1 = orders_csv(
         [
             ("ORD-1001", "C001", jan_5, "delivered", 100.00),
             ("ORD-1002", "C002", jan_5, "shipped", 50.50),
             ("ORD-1003", "C001", jan_6, "placed", 75.00),
         ]
     )
-    orders_v2 = _orders_csv(
+    orders_v2 = orders_csv(
         [
             ("ORD-1001", "C001", jan_5, "delivered", 120.00),
             ("ORD-1002", "C002", jan_5, "returned", 50.50),
@@ -234,7 +234,7 @@ def versions() -> list[Version]:
             "e1c-orphan",
             "csv",
             datetime(2026, 2, 2, 8, 0, tzinfo=UTC),
-            _orders_csv([("ORD-9999", "C001", jan_6, "delivered", 999.00)]),
+            orders_csv([("ORD-9999", "C001", jan_6, "delivered", 999.00)]),
             committed=False,
         ),
     ]

@@ -30,13 +30,17 @@ class WarehouseBuild:
             return connection.sql(sql).fetchall()
 
 
-def build_warehouse(roots: Sequence[str], path: Path, monkeypatch: pytest.MonkeyPatch) -> WarehouseBuild:
-    """Materialize every dbt asset over `roots` into the DuckDB file at `path`."""
+def build_warehouse(
+    roots: Sequence[str], path: Path, monkeypatch: pytest.MonkeyPatch, *, full_refresh: bool = False
+) -> WarehouseBuild:
+    """Materialize every dbt asset over `roots` into the DuckDB file at `path` (incrementally, unless told)."""
     monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(path))
     result = dg.materialize(
         [warehouse_dbt_assets],
         resources={"dbt": DbtCliResource(project_dir=prepared_dbt_project())},
-        run_config=dg.RunConfig({warehouse_dbt_assets.op.name: WarehouseBuildConfig(bronze_roots=list(roots))}),
+        run_config=dg.RunConfig(
+            {warehouse_dbt_assets.op.name: WarehouseBuildConfig(bronze_roots=list(roots), full_refresh=full_refresh)}
+        ),
     )
     return WarehouseBuild(result=result, path=path)
 

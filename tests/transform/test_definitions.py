@@ -59,6 +59,11 @@ def test_dbt_build_args_pass_the_roots_as_a_json_var():
     ]
 
 
+def test_a_full_refresh_build_passes_dbt_its_flag():
+    assert dbt_build_args(["/data/bronze"], full_refresh=True)[-1] == "--full-refresh"
+    assert "--full-refresh" not in dbt_build_args(["/data/bronze"])
+
+
 def test_build_warehouse_selects_the_ledger_snapshot_and_every_dbt_model():
     # Declared by group, without the manifest: it must still be exactly the snapshot and the dbt models.
     selected = build_warehouse.selection.resolve(defs.resolve_asset_graph())

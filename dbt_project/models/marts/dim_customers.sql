@@ -1,8 +1,27 @@
 with
 
+document_versions as (
+
+    select * from {{ ref('fct_document_versions') }}
+
+),
+
 customers as (
 
-    select * from {{ ref('stg_bronze__customers') }}
+    -- A customer present in several current documents: the row of the latest document (by its own order) wins.
+    select customers.*
+    from {{ ref('stg_bronze__customers') }} as customers
+    inner join document_versions
+        on customers.document_version_id = document_versions.document_version_id
+    where document_versions.is_latest_version
+    qualify row_number() over (
+        partition by customers.customer_id
+        order by
+            document_versions.last_modified_at desc nulls last,
+            document_versions.discovery_seq desc nulls last,
+            customers.object_key desc,
+            customers.source_row_number desc
+    ) = 1
 
 ),
 

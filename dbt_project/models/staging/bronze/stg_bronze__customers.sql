@@ -1,50 +1,42 @@
+{{ config(materialized='incremental', incremental_strategy='append') }}
+
+{%- set files = new_bronze_versions('tables/customers', this if is_incremental() else none) %}
+
 with
 
-source as (
+documents as (
 
-    select * from {{ bronze_relation(source('bronze', 'customers')) }}
+    select * from {{ ref('stg_bronze__documents') }}
 
 ),
 
-latest_document_versions as (
+source as (
 
-    {{ latest_document_versions('source') }}
+    -- Only the data files of versions no earlier build has read.
+    select * from {{ bronze_files(source('bronze', 'customers'), files) }}
 
 ),
 
 renamed as (
 
     select
-        trim(cast(customer_id as varchar)) as customer_id,
-        trim(cast(name as varchar)) as customer_name,
-        lower(trim(cast(email as varchar))) as email,
-        trim(cast(country as varchar)) as country,
-        cast(signed_up_at as date) as signed_up_date,
-        _source as source,
-        _object_key as object_key,
-        _etag as etag,
-        cast(_ingested_at as timestamp with time zone) as ingested_at,
-        _document_modified_at as document_modified_at,
-        _document_discovery_seq as document_discovery_seq,
-        cast(_row_number as bigint) as source_row_number
+        documents.document_version_id,
+        trim(cast(source.customer_id as varchar)) as customer_id,
+        trim(cast(source.name as varchar)) as customer_name,
+        lower(trim(cast(source.email as varchar))) as email,
+        trim(cast(source.country as varchar)) as country,
+        cast(source.signed_up_at as date) as signed_up_date,
+        source._source as source,
+        source._object_key as object_key,
+        source._etag as etag,
+        cast(source._ingested_at as timestamp with time zone) as ingested_at,
+        cast(source._row_number as bigint) as source_row_number,
+        documents.loaded_at
 
-    from latest_document_versions
-
-),
-
-deduplicated as (
-
-    -- A customer present in several current documents: the row of the latest document (by its own order) wins.
-    select * from renamed
-    qualify row_number() over (
-        partition by customer_id
-        order by
-            document_modified_at desc nulls last,
-            document_discovery_seq desc nulls last,
-            object_key desc,
-            source_row_number desc
-    ) = 1
+    from source
+    inner join documents
+        on source._bronze_file = documents.data_path
 
 )
 
-select * from deduplicated
+select * from renamed

@@ -1,12 +1,19 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='document_version_id',
+        on_schema_change='append_new_columns'
+    )
+}}
+
+{%- set manifests = new_bronze_files(source('bronze', 'documents'), this if is_incremental() else none) %}
+
 with
 
 source as (
 
-    select * from {{ bronze_relation(source('bronze', 'documents')) }}
-    -- Manifests written before discovery_seq existed lack the column: this keeps it, as null, in every case.
-    union all by name
-    select cast(null as bigint) as discovery_seq
-    where false
+    -- Only the manifests no earlier build has read.
+    select * from {{ bronze_files(source('bronze', 'documents'), manifests) }}
 
 ),
 
@@ -28,7 +35,17 @@ renamed as (
         bronze_path,
         cast(last_modified_at as timestamp with time zone) as last_modified_at,
         cast(discovery_seq as bigint) as discovery_seq,
-        cast(ingested_at as timestamp with time zone) as ingested_at
+        cast(ingested_at as timestamp with time zone) as ingested_at,
+        -- The dataset and data file of the version, next to its manifest under the same root (wherever the
+        -- root has moved since `bronze_path` was written).
+        case when lower(format) = 'text' then 'text' else 'tables/' || source end as bronze_dataset,
+        _bronze_file as manifest_path,
+        regexp_replace(
+            _bronze_file,
+            '/documents/([^/]+/[^/]+/[^/]+)$',
+            case when lower(format) = 'text' then '/text/\1' else '/tables/\1' end
+        ) as data_path,
+        {{ build_started_at() }} as loaded_at
 
     from source
 
@@ -36,9 +53,9 @@ renamed as (
 
 deduplicated as (
 
-    -- The same version listed under two roots (or rewritten in place) counts once.
+    -- The same version listed under two roots counts once.
     select * from renamed
-    qualify row_number() over (partition by document_version_id order by ingested_at desc) = 1
+    qualify row_number() over (partition by document_version_id order by ingested_at desc, manifest_path) = 1
 
 )
 
