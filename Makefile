@@ -20,7 +20,7 @@ help:
 	@echo "make demo   one full pass without the UI: discovery -> runs -> dbt build, then a summary"
 	@echo "make test   lint, validate the definitions, run the whole test suite"
 	@echo "make test-quick  lint and the fast tests (ledger, sensor, asset, config): the inner loop"
-	@echo "make bench  documents/s of the real path (dagster dev, sensors, runs) next to a plain Python loop"
+	@echo "make bench  throughput, large and hostile files, discovery, dbt and import costs, each next to a baseline"
 	@echo "make s3-stop  stop the local S3 server that make dev started"
 
 $(UV):
@@ -49,9 +49,13 @@ dev: s3-start
 demo: install
 	$(BIN)/python -m ingestion_project.devtools.demo
 
-# A benchmark, not a test: it prints figures (BENCH_DOCUMENTS=N to change the 2000 documents).
+# A benchmark, not a test: it prints figures. BENCH_DOCUMENTS=N changes the 2000 documents of the throughput part,
+# BENCH_CSV_MB the large CSVs (1000,2000), BENCH_KEYS the discovery keys (100000); BENCH_PARTS picks parts
+# (throughput,csv,hostile,discovery,dbt,import).
+BENCH_PARTS ?= throughput,csv,hostile,discovery,dbt,import
 bench: install
-	$(BIN)/python scripts/bench.py
+	@if [[ ",$(BENCH_PARTS)," == *,throughput,* ]]; then $(BIN)/python scripts/bench.py; fi
+	$(BIN)/python scripts/bench_scale.py --only $(BENCH_PARTS)
 
 lint: install
 	$(BIN)/ruff check .

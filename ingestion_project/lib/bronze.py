@@ -94,13 +94,20 @@ class Lineage:
     def columns(self, rows: int, first_row: int | None) -> dict[str, pa.Array]:
         """The lineage columns of ``rows`` rows: constants built in Arrow, and row numbers from ``first_row``
         (None for text chunks, which number themselves)."""
+        # Dictionary arrays of one value: a byte per row in memory, however long the key, and one dictionary page
+        # per column chunk in Parquet (read back as plain strings). A string array would copy the value per row,
+        # which for a document of tiny rows is many times the document's own size.
+        zeros = pa.repeat(pa.scalar(0, pa.int8()), rows)
         columns = {
-            "_source": pa.repeat(pa.scalar(self.ref.source, pa.string()), rows),
-            "_object_key": pa.repeat(pa.scalar(self.ref.key, pa.string()), rows),
-            "_etag": pa.repeat(pa.scalar(self.etag, pa.string()), rows),
-            "_sha256": pa.repeat(pa.scalar(self.sha256, pa.string()), rows),
-            "_ingested_at": pa.repeat(pa.scalar(self.ingested_at, _TIMESTAMP), rows),
+            name: pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string()))
+            for name, value in (
+                ("_source", self.ref.source),
+                ("_object_key", self.ref.key),
+                ("_etag", self.etag),
+                ("_sha256", self.sha256),
+            )
         }
+        columns["_ingested_at"] = pa.repeat(pa.scalar(self.ingested_at, _TIMESTAMP), rows)
         if first_row is not None:
             ones = pa.repeat(pa.scalar(1, pa.int64()), rows)
             columns["_row_number"] = pc.add(pc.cumulative_sum(ones), first_row - 1)

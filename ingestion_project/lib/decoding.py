@@ -83,8 +83,9 @@ class GzipReader(_Reader):
                     "(limits.decompressed_size; possible gzip bomb); refusing to continue",
                     "decompressed_size",
                 )
-            check_expansion(self._produced, self._consumed, self._limits, "the gzip content")
             self._pending = self._decompressor.unconsumed_tail
+            # Against the compressed bytes actually used: one input chunk of a bomb holds hundreds of MiB.
+            check_expansion(self._produced, self._consumed - len(self._pending), self._limits, "the gzip content")
             if self._decompressor.eof:
                 self._next_member(self._decompressor.unused_data + self._pending)
             if out:

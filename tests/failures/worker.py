@@ -35,6 +35,14 @@ def _wait_for(path: Path, timeout: float) -> None:
         time.sleep(0.005)
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident size (VmHWM: unlike ru_maxrss, not inherited from the parent across fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("sources", "ledger-url", "dagster-home", "endpoint-url", "result"):
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             "success": run.success,
             "materialized": [m.partition for m in run.asset_materializations_for_node("raw_documents")],
             "messages": [e.user_message for e in instance.all_logs(run.run_id) if not e.is_dagster_event],
+            "peak_rss_bytes": peak_rss_bytes(),
         }
     result = Path(args.result)
     result.with_suffix(".tmp").write_text(json.dumps(report))
