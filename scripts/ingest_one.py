@@ -85,6 +85,10 @@ def main() -> None:
     else:
         result = platform(*args)
     result["peak_rss_bytes"] = peak_rss_bytes()
+    import pyarrow as pa
+
+    result["arrow_peak_bytes"] = pa.default_memory_pool().max_memory()
+    result["arrow_backend"] = pa.default_memory_pool().backend_name
     print(json.dumps(result))
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pyarrow as pa
+
 from ingestion_project.config import LocalSourceConfig, S3SourceConfig
 from ingestion_project.lib.bronze import PARQUET_CONTENT_TYPE, BronzeVersion, Lineage, manifest_row, to_parquet_bytes
 from ingestion_project.lib.errors import DocumentError, ValidationError
@@ -82,6 +84,8 @@ def ingest_document(
                 f"ran out of memory parsing {ref.uri} ({spool.size:,} bytes): the document needs more than the "
                 "run's memory budget (run_memory_limit); raise it, or lower this source's limits"
             ) from error
+        # Arrow's allocator keeps what parsing freed for reuse; hand it back before the upload needs memory of its own.
+        pa.default_memory_pool().release_unused()
         bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)
         bronze_store, prefix = bronze
         in_root = (lambda key: f"{prefix}/{key}") if prefix else (lambda key: key)

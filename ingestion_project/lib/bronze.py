@@ -26,7 +26,7 @@ LINEAGE_COLUMNS = ("_source", "_object_key", "_etag", "_sha256", "_ingested_at",
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_BYTES = 32 * 1024 * 1024
 
 MANIFEST_SCHEMA = pa.schema(
     [

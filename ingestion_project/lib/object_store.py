@@ -40,9 +40,10 @@ _TRANSIENT_CODES = {
     "504",
 }
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
-# Bronze files up to this size go up in one PUT; larger ones as a multipart upload of parts this size.
+# Bronze files up to this size go up in one PUT; larger ones as a multipart upload, four parts at a time.
 MULTIPART_BYTES = 64 * 1024 * 1024
-_TRANSFER = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES, max_concurrency=4)
+_PART_BYTES = 16 * 1024 * 1024
+_TRANSFER = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=_PART_BYTES, max_concurrency=4)
 # The pinned ETag no longer matches: the object was overwritten since it was listed.
 _SUPERSEDED_CODES = {"PreconditionFailed", "412"}
 
