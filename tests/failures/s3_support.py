@@ -201,3 +201,18 @@ def worker(workdir: Path, name: str, **options: str) -> Iterator[Worker]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+
+
+def run_in_worker(workdir: Path, name: str, pipeline, request: dg.RunRequest, endpoint_url: str) -> tuple[Worker, dict]:
+    """Run ``request`` to the end in a worker process of its own (the pipeline's sources, ledger and instance);
+    the finished worker and its report."""
+    with worker(
+        workdir,
+        name,
+        sources=pipeline.resources["ingestion"].sources_file,
+        ledger_url=pipeline.resources["ledger"].url,
+        dagster_home=pipeline.instance.root_directory,
+        endpoint_url=endpoint_url,
+        request=write_request(workdir / f"{name}.request.json", request),
+    ) as finished:
+        return finished, finished.wait(timeout=300)

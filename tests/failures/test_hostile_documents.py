@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.failures.conftest import Pipeline
-from tests.failures.s3_support import pinned, requested, worker, write_request
+from tests.failures.s3_support import pinned, requested, run_in_worker
 
 PEAK_RSS_BOUND = 1024**3
 
@@ -59,16 +59,7 @@ def test_hostile_documents_fail_at_their_limits_in_one_bounded_run(
     [request] = requested(pipeline.tick())
     assert len(pinned(request)) == len(HOSTILE) + 1  # one run carries them all
 
-    with worker(
-        tmp_path / "workers",
-        "hostile",
-        sources=sources_file,
-        ledger_url=pipeline.resources["ledger"].url,
-        dagster_home=instance.root_directory,
-        endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
-        request=write_request(tmp_path / "workers" / "hostile.request.json", request),
-    ) as w:
-        report = w.wait(timeout=300)
+    w, report = run_in_worker(tmp_path / "workers", "hostile", pipeline, request, s3_env["AWS_ENDPOINT_URL_S3"])
 
     assert w.process.returncode == 1, f"the worker must exit, not be killed:\n{w.output()}"
     rows = {row["object_key"]: row for row in pipeline.ledger.versions()}

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.failures.conftest import Pipeline
-from tests.failures.s3_support import dlq_records, requested, worker, write_request
+from tests.failures.s3_support import dlq_records, requested, run_in_worker
 
 VALUE_BYTES = 1024 * 1024
 ROWS = 2_048
@@ -41,16 +41,7 @@ def test_a_document_past_the_run_memory_budget_fails_alone_and_the_worker_surviv
     pipeline = Pipeline(resources_for(sources_file), instance)
     [request] = requested(pipeline.tick())
 
-    with worker(
-        tmp_path / "workers",
-        "budget",
-        sources=sources_file,
-        ledger_url=pipeline.resources["ledger"].url,
-        dagster_home=instance.root_directory,
-        endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
-        request=write_request(tmp_path / "workers" / "budget.request.json", request),
-    ) as w:
-        report = w.wait(timeout=300)
+    w, report = run_in_worker(tmp_path / "workers", "budget", pipeline, request, s3_env["AWS_ENDPOINT_URL_S3"])
     assert w.process.returncode == 1, f"the worker must exit, not be killed:\n{w.output()}"
     assert not report["success"]
     rows = {row["object_key"]: row for row in pipeline.ledger.versions()}
