@@ -1,15 +1,15 @@
 """CSV and TSV, streamed: pyarrow's streaming reader into the bronze writer, a block at a time.
 
-Column types are inferred from the first block (``BLOCK_BYTES``). When a later block holds a value that does not
-fit, the document is read again with that column as strings, so no value is ever lost or altered; after
-``MAX_REREADS`` such surprises every column is read as strings.
+Columns are read as strings and typed from the first block (``BLOCK_BYTES``) only where the type keeps every value
+exactly (lib/lossless.py): ``08123`` stays a string. When a later block holds a value the type would not keep, the
+document is read again with that column as strings, so no value is ever lost or altered; after ``MAX_REREADS``
+such surprises every column is read as strings.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -19,12 +19,12 @@ import pyarrow.csv as pacsv
 from ingestion_project.lib.bronze import BronzeWriter
 from ingestion_project.lib.errors import ValidationError
 from ingestion_project.lib.limits import DocumentLimits, LimitExceeded, over_limit
+from ingestion_project.lib.lossless import TypeDrift, infer, typed_batch
 from ingestion_project.lib.tabular import check_columns
 
 BLOCK_BYTES = 8 * 1024 * 1024
 MAX_REREADS = 3
 _PREVIEW_CHARS = 80
-_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error")
 _STRADDLING = "straddling object straddles two block boundaries"
 
 
@@ -46,12 +46,11 @@ def read_delimited(
         try:
             _stream_into(open_text, writer, delimiter, label, limits, strings)
             return
-        except pa.ArrowInvalid as e:
-            column = _column_that_did_not_convert(e, open_text, delimiter)
-            if column is None:
-                raise _parse_error(e, open_text, delimiter, label, limits) from e
+        except TypeDrift as drift:
             # Every column as strings once the types have surprised us too often: slower to type later, lossless.
-            strings = {"*"} if len(strings) >= MAX_REREADS else strings | {column}
+            strings = {"*"} if len(strings) >= MAX_REREADS else strings | {drift.column}
+        except pa.ArrowInvalid as e:
+            raise _parse_error(e, open_text, delimiter, label, limits) from e
     raise AssertionError("unreachable: the last reread has every column as strings")
 
 
@@ -68,26 +67,29 @@ def _stream_into(
 ) -> None:
     block = max(BLOCK_BYTES, min(limits.line_bytes + 1, 2**31 - 1))
     parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
+    with open_text() as head:
+        header = _header(head, delimiter)
+    # Every column read as text, and typed here only where no value changes (see lib/lossless.py).
+    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header})
     with open_text() as stream:
-        convert = None
-        if strings:
-            with open_text() as head:
-                names = _header(head, delimiter)
-            convert = pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names if "*" in strings or n in strings}
-            )
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(use_threads=threads, block_size=block),
             parse_options=parse_options,
-            **({"convert_options": convert} if convert else {}),
+            convert_options=convert,
         )
         names = reader.schema.names
         if len(names) > limits.columns:
             raise over_limit("columns", f"the {label} header has {len(names):,} columns", limits.columns)
         check_columns(names, f"{label} header")
+        types: dict[str, pa.DataType] | None = None
         for batch in reader:
-            writer.write(batch)
+            if types is None:
+                types = {
+                    name: pa.string() if "*" in strings or name in strings else infer(column)
+                    for name, column in zip(names, batch.columns, strict=True)
+                }
+            writer.write(typed_batch(batch, types))
     if writer.close() == 0:
         raise ValidationError(f"{label} has a header row but no data rows")
 
@@ -107,18 +109,6 @@ def _check_header_width(head: bytes, delimiter: str, label: str, limits: Documen
         # Without its end in `head`, the header goes on: the last field may be cut, and more follow.
         count = f"{len(fields):,}" if newline else f"more than {len(fields) - 1:,}"
         raise over_limit("columns", f"the {label} header has {count} columns", limits.columns)
-
-
-def _column_that_did_not_convert(
-    error: pa.ArrowInvalid, open_text: Callable[[], BinaryIO], delimiter: str
-) -> str | None:
-    match = _CONVERSION.search(str(error))
-    if match is None:
-        return None
-    with open_text() as stream:
-        names = _header(stream, delimiter)
-    index = int(match.group(1))
-    return names[index] if index < len(names) else None
 
 
 def _parse_error(
