@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -26,7 +27,29 @@ from ingestion_project.lib.tabular import check_columns
 
 BATCH_ROWS = 4096
 _INT64 = (-(2**63), 2**63 - 1)
-_TYPES = {"null": pa.string(), "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "string": pa.string()}
+_TYPES = {
+    "null": pa.string(),
+    "bool": pa.bool_(),
+    "int": pa.int64(),
+    "wide_int": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+}
+# Integers a double holds exactly, and the significant digits a double always reproduces (DBL_DIG).
+_EXACT_IN_DOUBLE = 10**15
+_FLOAT_DIGITS = 15
+_SIGNIFICANT = re.compile(r"[eE].*$|[^0-9]")
+
+
+class _DecimalText(str):
+    """A JSON number with more significant digits than a double keeps: its column stays text, as written."""
+
+
+def _number(text: str) -> float | str:
+    """``parse_float`` of the decoders: a float, or the number's own text when a float would round it."""
+    digits = _SIGNIFICANT.sub("", text).lstrip("0")
+    return _DecimalText(text) if len(digits) > _FLOAT_DIGITS else float(text)
+
 
 Records = Callable[[], Iterator[dict[str, Any]]]
 
@@ -88,7 +111,9 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "int" if _INT64[0] <= value <= _INT64[1] else "string"
+        if not _INT64[0] <= value <= _INT64[1]:
+            return "string"
+        return "int" if -_EXACT_IN_DOUBLE < value < _EXACT_IN_DOUBLE else "wide_int"
     if isinstance(value, float):
         return "float"
     return "string"
@@ -99,6 +124,9 @@ def _unify(a: str, b: str) -> str:
         return b
     if b == "null":
         return a
+    if {a, b} == {"int", "wide_int"}:
+        return "wide_int"
+    # A float column holds an integer exactly only below 10**15: wider ones keep the column as text.
     return "float" if {a, b} == {"int", "float"} else "string"
 
 
@@ -138,7 +166,7 @@ def _json_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits) -> 
         array = _ArrayReader(text)
         try:
             if not array.opens():
-                document = json.loads(array.rest())
+                document = json.loads(array.rest(), parse_float=_number)
                 if not isinstance(document, dict):
                     raise ValidationError(
                         f"JSON document is {_describe(document)}; expected an object or an array of objects"
@@ -165,7 +193,7 @@ class _ArrayReader:
 
     def __init__(self, text: io.TextIOBase):
         self._text = text
-        self._decoder = json.JSONDecoder()
+        self._decoder = json.JSONDecoder(parse_float=_number)
         self._buffer = ""
         self._position = 0
         self._eof = False
@@ -260,7 +288,7 @@ def _ndjson_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits) -
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line, parse_float=_number)
             except json.JSONDecodeError as e:
                 raise ValidationError(f"NDJSON line {number}, column {e.colno}: invalid JSON: {e.msg}") from e
             except RecursionError as e:

@@ -73,3 +73,20 @@ def test_an_empty_value_is_null_in_a_typed_column_and_empty_text_in_a_text_colum
     assert column(one_column("a", "", "c")) == (pa.string(), ["a", "", "c"])
     assert column(one_column("NA", "1")) == (pa.string(), ["NA", "1"])  # "NA" is text, not a silent null
     assert column(one_column("", "")) == (pa.string(), ["", ""])
+
+
+def json_column(body: str, key: str = "json.json", name: str = "v") -> tuple[pa.DataType, list]:
+    parsed = parse(body.encode(), key)
+    return parsed.table.schema.field(name).type, parsed.table.column(name).to_pylist()
+
+
+def test_json_decimals_past_fifteen_digits_stay_as_written():
+    assert json_column('[{"v": 12345678901234.567}, {"v": 1.5}]') == (pa.string(), ["12345678901234.567", "1.5"])
+    assert json_column('{"v": 0.1}\n{"v": 2.5}\n', "lines.ndjson") == (pa.float64(), [0.1, 2.5])
+    assert json_column('[{"v": 0.000000000001234}, {"v": 1e5}]') == (pa.float64(), [0.000000000001234, 100000.0])
+
+
+def test_json_integers_too_wide_for_a_double_keep_a_mixed_column_as_text():
+    assert json_column('[{"v": 1}, {"v": 2.5}]') == (pa.float64(), [1.0, 2.5])
+    assert json_column('[{"v": 9007199254740993}, {"v": 2}]') == (pa.int64(), [9007199254740993, 2])
+    assert json_column('[{"v": 9007199254740993}, {"v": 2.5}]') == (pa.string(), ["9007199254740993", "2.5"])
