@@ -37,6 +37,7 @@ class IngestedDocument:
     columns: list[dict[str, str]]
     bronze_path: str
     duration_ms: int
+    format_decided_by: str = "content"
 
     @property
     def ref(self) -> DocumentRef:
@@ -122,4 +123,5 @@ def ingest_document(
         columns=parsed.columns,
         bronze_path=bronze_path,
         duration_ms=int((time.monotonic() - started) * 1000),
+        format_decided_by=str(parsed.format_decided_by),
     )

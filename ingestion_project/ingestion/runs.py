@@ -48,6 +48,8 @@ def materialization_metadata(doc: IngestedDocument) -> dict[str, object]:
         "size_bytes": dg.MetadataValue.int(doc.info.size),
         "sha256": doc.sha256,
         "format": doc.format,
+        # Content first; the name or the content type only where the content was ambiguous.
+        "format_decided_by": doc.format_decided_by,
         count_label: dg.MetadataValue.int(doc.record_count),
         "dagster/row_count": dg.MetadataValue.int(doc.record_count),
         "dagster/column_schema": dg.TableSchema(columns=columns),

@@ -1,8 +1,12 @@
-"""Format detection: which parser reads a document, decided from its bytes, its name and its content type.
+"""Format detection: which parser reads a document, decided from its bytes first, then its name and content type.
 
-Content sniffing wins only where it is unambiguous (Parquet magic, binary data). Otherwise the extension wins
-over the content type, because object stores often report a generic `text/plain` or `application/octet-stream`
-whatever was uploaded, and the content type wins over sniffing text.
+Content decides where it is clear: Parquet's magic, binary signatures, JSON and NDJSON syntax, and lines with a
+consistent number of tab- or comma-separated fields — so a CSV uploaded without an extension, which a store labels
+`text/plain`, is read as CSV. The name and the content type break ties: a `.md`, `.txt` or `.log` document whose
+lines happen to hold the same number of commas stays text, a `.csv` whose content could be TSV stays CSV, and a
+document whose content looks like plain text is read as its name or content type says (a one-column CSV). The
+extension wins over the content type, which object stores often set to a generic value. `detect()` says which
+signal decided; the materialization shows it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import csv
 import enum
 import io
 import json
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import PurePosixPath
 
@@ -89,28 +94,65 @@ _MAX_CONTROL_RATIO = 0.1
 _SNIFF_ROWS = 50
 
 
+class DecidedBy(enum.StrEnum):
+    """Which signal decided a document's format."""
+
+    CONTENT = "content"
+    EXTENSION = "extension"
+    CONTENT_TYPE = "content type"
+
+
+@dataclass(frozen=True)
+class Detection:
+    format: DocumentFormat
+    decided_by: DecidedBy
+
+
 def detect_format(key: str, content_type: str | None, head: bytes) -> DocumentFormat:
-    """Decide the format of a document from its object key, reported content type and first bytes.
+    """The format of a document (see ``detect``)."""
+    return detect(key, content_type, head).format
+
+
+def detect(key: str, content_type: str | None, head: bytes) -> Detection:
+    """Decide the format of a document from its first bytes, object key and reported content type, and say which
+    of them decided.
 
     `head` is the first few KB of the (already decompressed) content, or the whole document. A trailing `.gz`
-    on the key is ignored. A `.json` name or JSON content type whose content is one JSON object per line is
-    NDJSON. Raises UnsupportedFormatError for binary content (NUL bytes, control bytes, known binary
-    signatures such as PNG, PDF or ZIP), naming what was seen.
+    on the key is ignored. Raises UnsupportedFormatError for binary content (NUL bytes, control bytes, known
+    binary signatures such as PNG, PDF or ZIP), naming what was seen.
     """
-    declared = _from_extension(key) or _from_content_type(content_type)
+    by_extension, by_content_type = _from_extension(key), _from_content_type(content_type)
+    declared = by_extension or by_content_type
+    declared_by = DecidedBy.EXTENSION if by_extension else DecidedBy.CONTENT_TYPE
     if head.startswith(PARQUET_MAGIC) and b"\x00" in head[len(PARQUET_MAGIC) :]:
-        return DocumentFormat.PARQUET
+        return Detection(DocumentFormat.PARQUET, DecidedBy.CONTENT)
     for signature, name in _BINARY_SIGNATURES:
         if head.startswith(signature):
             raise _binary(f"{name} signature", key)
     if declared is DocumentFormat.PARQUET:
         # Leave a damaged Parquet file to the Parquet reader, whose error says more than "binary".
-        return declared
+        return Detection(declared, declared_by)
     sample = transcode_utf16(head)
     _reject_binary(sample, key)
-    if declared is DocumentFormat.JSON and _looks_like_ndjson(_text_of(sample)):
-        return DocumentFormat.NDJSON
-    return declared or _sniff_text(_text_of(sample))
+    sniffed = _sniff_text(_text_of(sample))
+    json_like = (DocumentFormat.JSON, DocumentFormat.NDJSON)
+    delimited = (DocumentFormat.CSV, DocumentFormat.TSV)
+    if sniffed in json_like:
+        # A tie between the two JSON forms goes to the name (a broken NDJSON line must be reported as one), except
+        # that JSON whose content is one object per line is NDJSON.
+        if declared in json_like and declared is not sniffed and declared is not DocumentFormat.JSON:
+            return Detection(declared, declared_by)
+        return Detection(sniffed, DecidedBy.CONTENT)
+    if sniffed in delimited:
+        # Ties: prose named as text, or a delimited file named for the other delimiter. A generic text/plain
+        # label is no evidence: stores give it to anything uploaded without a content type.
+        generic = declared_by is DecidedBy.CONTENT_TYPE and _media_type(content_type) == "text/plain"
+        if declared in (*delimited, DocumentFormat.TEXT) and declared is not sniffed and not generic:
+            return Detection(declared, declared_by)
+        return Detection(sniffed, DecidedBy.CONTENT)
+    if declared is not None:
+        return Detection(declared, declared_by)
+    return Detection(sniffed, DecidedBy.CONTENT)
 
 
 def _extension(key: str) -> str:
@@ -125,8 +167,11 @@ def _from_extension(key: str) -> DocumentFormat | None:
 def _from_content_type(content_type: str | None) -> DocumentFormat | None:
     if not content_type:
         return None
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return _CONTENT_TYPES.get(media_type)
+    return _CONTENT_TYPES.get(_media_type(content_type))
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _binary(what: str, key: str) -> UnsupportedFormatError:

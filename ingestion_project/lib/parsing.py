@@ -21,7 +21,7 @@ from ingestion_project.lib.bronze import BronzeWriter, Lineage, columns_of
 from ingestion_project.lib.decoding import decoded, guarded, is_gzip
 from ingestion_project.lib.delimited import read_delimited
 from ingestion_project.lib.errors import ValidationError
-from ingestion_project.lib.formats import DocumentFormat, detect_format
+from ingestion_project.lib.formats import DecidedBy, DocumentFormat, detect
 from ingestion_project.lib.json_records import read_json, read_ndjson
 from ingestion_project.lib.limits import DocumentLimits
 from ingestion_project.lib.tabular import read_parquet
@@ -40,6 +40,7 @@ class ParsedDocument:
     format: DocumentFormat
     record_count: int
     columns: list[dict[str, str]]
+    format_decided_by: DecidedBy = DecidedBy.CONTENT  # which signal decided the format
 
     @property
     def is_text(self) -> bool:
@@ -63,7 +64,8 @@ def parse_document(
         head = stream.read(HEAD_BYTES)
         if not head.strip():
             _reject_blank(head, stream)
-    document_format = detect_format(key, content_type, head)
+    detection = detect(key, content_type, head)
+    document_format = detection.format
     writer = BronzeWriter(out_path, lineage, numbered=document_format is not DocumentFormat.TEXT, max_rows=limits.rows)
     try:
         if document_format is DocumentFormat.PARQUET:
@@ -72,7 +74,7 @@ def parse_document(
             _read_text_format(document_format, content, writer, limits)
     finally:
         writer.discard()  # after close() there is nothing left to discard; after a failure, the encoder stops
-    return ParsedDocument(document_format, writer.rows, columns_of(writer.schema))
+    return ParsedDocument(document_format, writer.rows, columns_of(writer.schema), detection.decided_by)
 
 
 def _decoded(raw: Opener, limits: DocumentLimits) -> BinaryIO:

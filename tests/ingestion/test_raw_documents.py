@@ -110,6 +110,18 @@ def test_text_document_lands_as_chunks(inbox, resources):
     assert "Second paragraph." in "".join(chunks.column("text").to_pylist())
 
 
+def test_a_csv_without_an_extension_lands_as_rows_decided_by_its_content(inbox, resources):
+    (inbox / "export").write_text(ORDERS)
+    (inbox / "notes.md").write_text("Hello, world\nfoo, bar\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(resources, instance, [pk("export"), pk("notes.md")])
+    events = {e.metadata["key"].value: e.metadata for e in result.asset_materializations_for_node("raw_documents")}
+    export, notes = events["export"], events["notes.md"]
+    assert (export["format"].value, export["format_decided_by"].value, export["rows"].value) == ("csv", "content", 2)
+    # Lines with a comma each look delimited, but a .md name breaks the tie.
+    assert (notes["format"].value, notes["format_decided_by"].value) == ("text", "extension")
+
+
 def test_bronze_location_is_deterministic_and_inside_its_root(inbox, resources):
     (inbox / "..hidden").mkdir()
     (inbox / "..hidden" / "x.csv").write_text(ORDERS)

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion_project.lib.errors import UnsupportedFormatError
-from ingestion_project.lib.formats import DocumentFormat, detect_format
+from ingestion_project.lib.formats import DecidedBy, DocumentFormat, detect, detect_format
 
 CSV = b"id,name\n1,alice\n2,bob\n"
 
@@ -29,9 +29,11 @@ def test_only_text_is_not_tabular():
         ("in/a.csv", DocumentFormat.CSV),
         ("in/a.tsv", DocumentFormat.TSV),
         ("in/a.tab", DocumentFormat.TSV),
-        ("in/a.json", DocumentFormat.JSON),
-        ("in/a.ndjson", DocumentFormat.NDJSON),
-        ("in/a.jsonl", DocumentFormat.NDJSON),
+        # CSV content named for JSON is CSV: content decides where it is clear.
+        ("in/a.json", DocumentFormat.CSV),
+        ("in/a.ndjson", DocumentFormat.CSV),
+        ("in/a.jsonl", DocumentFormat.CSV),
+        # Named as text, lines with commas stay text: the name breaks the tie.
         ("in/a.txt", DocumentFormat.TEXT),
         ("in/a.md", DocumentFormat.TEXT),
         ("in/a.markdown", DocumentFormat.TEXT),
@@ -41,7 +43,7 @@ def test_only_text_is_not_tabular():
         ("in/a.csv.gz", DocumentFormat.CSV),
     ],
 )
-def test_extension_decides_format_of_text_content(key, expected):
+def test_extension_breaks_ties_content_decides_the_rest(key, expected):
     assert detect_format(key, None, CSV) is expected
 
 
@@ -59,13 +61,14 @@ def test_extension_wins_over_generic_content_type():
     [
         ("text/csv; charset=utf-8", DocumentFormat.CSV),
         ("TEXT/TAB-SEPARATED-VALUES", DocumentFormat.TSV),
-        ("application/json", DocumentFormat.JSON),
-        ("application/x-ndjson", DocumentFormat.NDJSON),
-        ("text/plain; charset=us-ascii", DocumentFormat.TEXT),
+        ("application/json", DocumentFormat.CSV),
+        ("application/x-ndjson", DocumentFormat.CSV),
+        # What a store labels an upload without a content type: the content decides.
+        ("text/plain; charset=us-ascii", DocumentFormat.CSV),
         ("text/markdown", DocumentFormat.TEXT),
     ],
 )
-def test_content_type_decides_when_key_has_no_known_extension(content_type, expected):
+def test_content_type_breaks_ties_when_key_has_no_known_extension(content_type, expected):
     assert detect_format("exports/latest", content_type, CSV) is expected
 
 
@@ -181,3 +184,35 @@ def test_markdown_link_at_start_is_not_taken_for_json():
 
 def test_empty_head_without_hints_is_text():
     assert detect_format("blob", None, b"") is DocumentFormat.TEXT
+
+
+@pytest.mark.parametrize(
+    ("key", "content_type", "head", "expected"),
+    [
+        ("exports/latest", "text/plain", CSV, (DocumentFormat.CSV, DecidedBy.CONTENT)),
+        ("exports/latest", None, b'{"a": 1}\n{"a": 2}\n', (DocumentFormat.NDJSON, DecidedBy.CONTENT)),
+        ("a.json", None, b'{"a": 1}\n{"a": 2}\n', (DocumentFormat.NDJSON, DecidedBy.CONTENT)),
+        ("a.ndjson", None, b'{"a": 1}\n{"a": \n', (DocumentFormat.NDJSON, DecidedBy.EXTENSION)),
+        ("a.csv", "text/csv", b"id\tname\n1\tann\n", (DocumentFormat.CSV, DecidedBy.EXTENSION)),
+        ("notes.md", None, b"Hello, world\nfoo, bar\n", (DocumentFormat.TEXT, DecidedBy.EXTENSION)),
+        ("single.csv", None, b"id\n1\n2\n", (DocumentFormat.CSV, DecidedBy.EXTENSION)),
+        ("blob", "application/json", b"[]", (DocumentFormat.JSON, DecidedBy.CONTENT)),
+        ("blob", None, _parquet_bytes(), (DocumentFormat.PARQUET, DecidedBy.CONTENT)),
+        ("readme", None, b"Just words here\n", (DocumentFormat.TEXT, DecidedBy.CONTENT)),
+    ],
+    ids=[
+        "csv-as-text-plain",
+        "ndjson-no-name",
+        "ndjson-named-json",
+        "broken-ndjson",
+        "tsv-named-csv",
+        "prose-md",
+        "one-column-csv",
+        "json",
+        "parquet",
+        "prose",
+    ],
+)
+def test_detection_says_which_signal_decided(key, content_type, head, expected):
+    detection = detect(key, content_type, head)
+    assert (detection.format, detection.decided_by) == expected
