@@ -1,7 +1,7 @@
 """ingestion_ledger: the processed-files ledger and the dead-letter queue, snapshotted into the warehouse.
 
-dbt reads the snapshot (sources ``ledger.processed_files`` and ``ledger.dead_letters``) for the failure and
-backlog marts; the asset checks here hold the ledger to its promises on every build.
+dbt reads the snapshot (sources ``ledger.processed_files``, ``ledger.dead_letters`` and ``ledger.schema_versions``)
+for the failure, backlog and schema-change marts; the asset checks here hold the ledger to its promises on every build.
 """
 
 from datetime import UTC, datetime
@@ -12,7 +12,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from ingestion_project.ingestion.resources import LedgerResource
-from ingestion_project.lib.ledger import IN_FLIGHT, Ledger, Status, dead_letters, processed_files
+from ingestion_project.lib.ledger import IN_FLIGHT, Ledger, Status, dead_letters, processed_files, schema_versions
 from ingestion_project.transform.warehouse import ensure_warehouse_dir, warehouse_path
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -73,10 +73,11 @@ def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) 
     letters = snapshot_table(
         dead_letters, book.dead_letter_rows(), now, is_resolved=(pa.bool_(), lambda r: r["state"] == "resolved")
     )
+    schemas = snapshot_table(schema_versions, book.schema_version_rows(), now)
     ensure_warehouse_dir()
     with duckdb.connect(str(warehouse_path())) as con:
         con.execute("create schema if not exists ledger")
-        for name, table in (("processed_files", files), ("dead_letters", letters)):
+        for name, table in (("processed_files", files), ("dead_letters", letters), ("schema_versions", schemas)):
             con.register("snapshot", table)
             con.execute(f"create or replace table ledger.{name} as select * from snapshot")
             con.unregister("snapshot")
@@ -85,6 +86,7 @@ def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) 
         metadata={
             "versions": dg.MetadataValue.int(files.num_rows),
             "dead_letters": dg.MetadataValue.int(letters.num_rows),
+            "schema_versions": dg.MetadataValue.int(schemas.num_rows),
             "open_dead_letters": dg.MetadataValue.int(sum(r == "open" for r in letters.column("state").to_pylist())),
             "by_source": dg.MetadataValue.json(figures),
         }

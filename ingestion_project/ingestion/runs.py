@@ -8,6 +8,7 @@ backoff hands the version back to the ledger with a not-before time, so the wait
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import traceback
@@ -29,6 +30,7 @@ from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
 from ingestion_project.lib.memory import memory_budget
+from ingestion_project.lib.schemas import SchemaChange
 from ingestion_project.lib.versions import DocumentVersion
 
 _MAX_SCHEMA_COLUMNS = 100
@@ -56,6 +58,19 @@ def materialization_metadata(doc: IngestedDocument) -> dict[str, object]:
         "bronze_path": dg.MetadataValue.path(doc.bronze_path),
         "duration_ms": dg.MetadataValue.int(doc.duration_ms),
     }
+
+
+def schema_metadata(schema: dict | None) -> dict[str, object]:
+    """The version's schema fingerprint and its change against the source's previous schema."""
+    if schema is None:
+        return {}
+    change = SchemaChange(
+        added=json.loads(schema["columns_added"]),
+        removed=json.loads(schema["columns_removed"]),
+        retyped=json.loads(schema["columns_retyped"]),
+        first=schema["previous_fingerprint"] is None,
+    )
+    return {"schema_fingerprint": schema["fingerprint"][:16], "schema_change": change.describe()}
 
 
 class Heartbeat:
@@ -93,6 +108,7 @@ class Outcome:
     message: str = ""
     delay: float | None = None
     closed_letters: int = 0
+    schema: dict | None = None  # the version's row in the schema history, once it landed
 
 
 @dataclass
@@ -220,10 +236,12 @@ class IngestionRun:
             records=doc.record_count,
             bytes_read=doc.info.size,
             duration_ms=doc.duration_ms,
+            columns=doc.columns,
         )
         if closed is None:
             return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")
-        return Outcome("landed", version, doc=doc, closed_letters=len(closed))
+        schema = self.book.schema_version(row)
+        return Outcome("landed", version, doc=doc, closed_letters=len(closed), schema=schema)
 
     def _failed(self, lease: Lease, row: dict, version: DocumentVersion, error: Exception) -> Outcome:
         source = self.settings.source(version.source)
@@ -276,7 +294,7 @@ class IngestionRun:
             yield dg.AssetMaterialization(
                 asset_key=self.context.asset_key,
                 partition=version.partition_key,
-                metadata=materialization_metadata(outcome.doc),
+                metadata={**materialization_metadata(outcome.doc), **schema_metadata(outcome.schema)},
             )
         elif outcome.kind == "failed":
             self.context.log.error(f"Document {version.partition_key} failed: {outcome.message}")

@@ -122,6 +122,22 @@ def test_a_csv_without_an_extension_lands_as_rows_decided_by_its_content(inbox, 
     assert (notes["format"].value, notes["format_decided_by"].value) == ("text", "extension")
 
 
+def test_each_materialization_shows_the_schema_change_against_the_sources_previous_schema(inbox, resources):
+    with dg.DagsterInstance.ephemeral() as instance:
+        (inbox / "a.csv").write_text(ORDERS)
+        [first] = materialize(resources, instance, [pk("a.csv")]).asset_materializations_for_node("raw_documents")
+        (inbox / "b.csv").write_text("order_id,customer_id,amount,tip\nORD-3,C1,12.50 EUR,1.5\n")
+        [second] = materialize(resources, instance, [pk("b.csv")]).asset_materializations_for_node("raw_documents")
+    assert first.metadata["schema_change"].value == "first schema of the source"
+    assert second.metadata["schema_change"].value == "+tip; amount: double → string"
+    assert first.metadata["schema_fingerprint"].value != second.metadata["schema_fingerprint"].value
+    history = resources["ledger"].ledger().schema_version_rows()
+    assert [(row["object_key"], row["previous_fingerprint"] is None) for row in history] == [
+        ("a.csv", True),
+        ("b.csv", False),
+    ]
+
+
 def test_bronze_location_is_deterministic_and_inside_its_root(inbox, resources):
     (inbox / "..hidden").mkdir()
     (inbox / "..hidden" / "x.csv").write_text(ORDERS)

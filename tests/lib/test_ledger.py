@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -217,3 +218,26 @@ def test_closed_keys_keep_the_prefix_and_date():
     assert closed_key("dlq/ingestion/2026/11/22/x.json", "resolved") == "dlq/resolved/ingestion/2026/11/22/x.json"
     assert closed_key("ingestion/2026/11/22/x.json", "quarantined") == "quarantined/ingestion/2026/11/22/x.json"
     assert closed_key("dlq/resolved/ingestion/2026/x.json", "quarantined") == "dlq/quarantined/ingestion/2026/x.json"
+
+
+def test_success_records_each_versions_schema_and_its_change_against_the_sources_previous_one(ledger):
+    first_columns = [{"name": "order_id", "type": "string"}, {"name": "amount", "type": "double"}]
+    drifted = [first_columns[0], {"name": "amount", "type": "string"}, {"name": "tip", "type": "double"}]
+    ids = discovered(ledger, version("a.csv"), version("b.csv"), version("c.csv"))
+    lease = ledger.claim(ids, "r1", LEASE)
+    for row_id, columns in zip(ids, (first_columns, first_columns, drifted), strict=True):
+        ledger.succeed(row_id, lease.token, sha256="x", records=1, bytes_read=1, duration_ms=1, columns=columns)
+    # Re-ingested (forced): recorded once.
+    again = ledger.claim([ids[0]], "r2", LEASE)
+    ledger.succeed(ids[0], again.token, sha256="x", records=1, bytes_read=1, duration_ms=1, columns=drifted)
+
+    rows = ledger.schema_version_rows()
+    assert [r["object_key"] for r in rows] == ["a.csv", "b.csv", "c.csv"]
+    first, same, changed = rows
+    assert first["previous_fingerprint"] is None and json.loads(first["columns_json"]) == first_columns
+    assert same["previous_fingerprint"] == same["fingerprint"] == first["fingerprint"]
+    assert (json.loads(changed["columns_added"]), json.loads(changed["columns_retyped"])) == (
+        ["tip"],
+        [{"name": "amount", "from": "double", "to": "string"}],
+    )
+    assert ledger.schema_version(version("c.csv").as_row())["id"] == changed["id"]

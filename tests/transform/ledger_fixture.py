@@ -11,6 +11,7 @@ is superseded, the second waits for a run.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,61 @@ SNAPSHOT_AT = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
 LONG_CONTENT_TYPE = "text/csv; charset=utf-8; " + "; ".join(f"x-param-{i}=value-{i}" for i in range(20))
 
 # What the marts must show.
+SCHEMA_VERSIONS_COLUMNS = {
+    "id": "bigint",
+    "source": "varchar",
+    "bucket": "varchar",
+    "object_key": "varchar",
+    "etag": "varchar",
+    "recorded_at": "timestamp with time zone",
+    "fingerprint": "varchar",
+    "columns_json": "varchar",
+    "previous_fingerprint": "varchar",
+    "columns_added": "varchar",
+    "columns_removed": "varchar",
+    "columns_retyped": "varchar",
+    "snapshot_at": "timestamp with time zone",
+}
+
+
+def schema_versions() -> list[dict]:
+    """The orders source's schema history: a first schema, the same again, then a column added and one retyped."""
+    first = [{"name": "order_id", "type": "string"}, {"name": "amount", "type": "double"}]
+    drifted = [*first[:1], {"name": "amount", "type": "string"}, {"name": "tip", "type": "double"}]
+
+    def row(row_id, key, etag, columns, previous, fingerprint, added=(), retyped=()):
+        return {
+            "id": row_id,
+            "source": "orders",
+            "bucket": "landing",
+            "object_key": key,
+            "etag": etag,
+            "recorded_at": _at(f"2026-02-0{row_id}T10:00:00+00:00"),
+            "fingerprint": fingerprint,
+            "columns_json": json.dumps(columns),
+            "previous_fingerprint": previous,
+            "columns_added": json.dumps(list(added)),
+            "columns_removed": "[]",
+            "columns_retyped": json.dumps(list(retyped)),
+            "snapshot_at": _at("2026-02-05T00:00:00+00:00"),
+        }
+
+    return [
+        row(1, "orders/a.csv", "a1", first, None, "f" * 64),
+        row(2, "orders/b.csv", "b1", first, "f" * 64, "f" * 64),
+        row(
+            3,
+            "orders/c.csv",
+            "c1",
+            drifted,
+            "f" * 64,
+            "d" * 64,
+            ["tip"],
+            [{"name": "amount", "from": "double", "to": "string"}],
+        ),
+    ]
+
+
 EXPECTED_CONSERVATION = [
     # source, discovered, succeeded, failed, skipped, superseded, quarantined, in flight, duplicated, balanced
     ("invoices", 3, 1, 1, 0, 0, 1, 0, 0, True),
@@ -290,14 +346,15 @@ def dead_letters(versions: list[dict]) -> list[dict]:
     ]
 
 
-def write_ledger(path: Path, versions: list[dict], letters: list[dict]) -> None:
-    """Create `ledger.processed_files` and `ledger.dead_letters` in the DuckDB file at `path` with these rows."""
+def write_ledger(path: Path, versions: list[dict], letters: list[dict], schemas: list[dict] = ()) -> None:
+    """Create the `ledger` tables in the DuckDB file at `path` with these rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(path)) as connection:
         connection.execute("create schema if not exists ledger")
         for table, columns, rows in (
             ("processed_files", PROCESSED_FILES_COLUMNS, versions),
             ("dead_letters", DEAD_LETTERS_COLUMNS, letters),
+            ("schema_versions", SCHEMA_VERSIONS_COLUMNS, list(schemas)),
         ):
             definition = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
             connection.execute(f"create or replace table ledger.{table} ({definition})")

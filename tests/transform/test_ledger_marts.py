@@ -17,8 +17,8 @@ from ingestion_project.transform.project import dbt_project
 from tests.transform import ledger_fixture
 from tests.transform.conftest import WarehouseBuild, build_warehouse
 
-LEDGER_MARTS = ("fct_ingestion_conservation", "fct_ingestion_failures", "fct_ingestion_backlog")
-LEDGER_STAGING = ("stg_ledger__processed_files", "stg_ledger__dead_letters")
+LEDGER_MARTS = ("fct_ingestion_conservation", "fct_ingestion_failures", "fct_ingestion_backlog", "fct_schema_changes")
+LEDGER_STAGING = ("stg_ledger__processed_files", "stg_ledger__dead_letters", "stg_ledger__schema_versions")
 CONSERVED = ("fct_ingestion_conservation", "assert_ledger_is_conserved")
 VERSION_KEY_UNIQUE = (
     "stg_ledger__processed_files",
@@ -47,7 +47,7 @@ def ledger_warehouse(tmp_path_factory: pytest.TempPathFactory) -> WarehouseBuild
     """One dbt build over the fixture ledger snapshot (no bronze), shared by the tests that only read."""
     path = tmp_path_factory.mktemp("ledger") / "warehouse.duckdb"
     versions = ledger_fixture.processed_files()
-    ledger_fixture.write_ledger(path, versions, ledger_fixture.dead_letters(versions))
+    ledger_fixture.write_ledger(path, versions, ledger_fixture.dead_letters(versions), ledger_fixture.schema_versions())
     with pytest.MonkeyPatch.context() as monkeypatch:
         return build_warehouse([], path, monkeypatch)
 
@@ -85,6 +85,7 @@ def test_the_fixture_restates_every_column_the_snapshot_writes(
     assert written == {
         "processed_files": set(ledger_fixture.PROCESSED_FILES_COLUMNS),
         "dead_letters": set(ledger_fixture.DEAD_LETTERS_COLUMNS),
+        "schema_versions": set(ledger_fixture.SCHEMA_VERSIONS_COLUMNS),
     }
 
 
@@ -97,7 +98,7 @@ def test_ledger_sources_declare_every_column_the_snapshot_writes(
 
     declared = {
         table: set(manifest["sources"][f"source.ingestion_warehouse.ledger.{table}"]["columns"])
-        for table in ("processed_files", "dead_letters")
+        for table in ("processed_files", "dead_letters", "schema_versions")
     }
     assert written == declared
 
@@ -174,7 +175,7 @@ def test_duplicate_version_rows_fail_the_conservation_check(tmp_path: Path, monk
     [succeeded] = [v for v in versions if v["object_key"] == "orders/2026-02.ndjson"]
     versions.append({**succeeded, "id": 99, "status": "FAILED", "error_class": "unexpected", "error_type": "KeyError"})
     path = tmp_path / "warehouse.duckdb"
-    ledger_fixture.write_ledger(path, versions, ledger_fixture.dead_letters(versions))
+    ledger_fixture.write_ledger(path, versions, ledger_fixture.dead_letters(versions), ledger_fixture.schema_versions())
 
     build = build_warehouse_despite_failures(path, monkeypatch)
 
@@ -209,4 +210,17 @@ def test_build_without_ledger_tables_gives_empty_typed_ledger_marts(tmp_path: Pa
         ("stg_ledger__dead_letters", "retry_count", "INTEGER"),
         ("stg_ledger__processed_files", "is_in_flight", "BOOLEAN"),
         ("stg_ledger__processed_files", "retry_count", "INTEGER"),
+    ]
+
+
+def test_schema_changes_show_each_sources_first_schema_and_every_drift(ledger_warehouse: WarehouseBuild):
+    rows = ledger_warehouse.query(
+        "select object_key, is_first_schema, column_count, added_count, removed_count, retyped_count, "
+        "cast(columns_added as varchar), cast(columns_retyped as varchar) from fct_schema_changes order by 1"
+    )
+
+    assert rows == [
+        ("orders/a.csv", True, 2, 0, 0, 0, "[]", "[]"),
+        # orders/b.csv had the same schema: no row.
+        ("orders/c.csv", False, 3, 1, 0, 1, '["tip"]', '[{"name": "amount", "from": "double", "to": "string"}]'),
     ]

@@ -20,6 +20,7 @@ from ingestion_project.lib.ledger.schema import (
     Status,
     dead_letters,
     processed_files,
+    schema_versions,
 )
 from ingestion_project.lib.ledger.store import SOURCE_REMOVED, Failure, Lease, Ledger, closed_key
 
@@ -35,6 +36,7 @@ __all__ = [
     "create_ledger_engine",
     "dead_letters",
     "processed_files",
+    "schema_versions",
 ]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")

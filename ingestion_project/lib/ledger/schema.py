@@ -115,3 +115,23 @@ dead_letters = sa.Table(
     sa.Index("ix_dead_letters_state", "state"),
     sa.Index("ix_dead_letters_version", "source", "bucket", "object_key", "etag"),
 )
+
+# 0003: the schema of every document version that landed, and its change against the source's previous one.
+schema_versions = sa.Table(
+    "schema_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("object_key", sa.Text, nullable=False),
+    sa.Column("etag", sa.String(255), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("columns_json", sa.Text, nullable=False),  # [{"name", "type"}] as bronze holds them
+    sa.Column("previous_fingerprint", sa.String(64)),  # the source's schema before this one; NULL: the first
+    sa.Column("columns_added", sa.Text, nullable=False),  # JSON lists against the previous schema
+    sa.Column("columns_removed", sa.Text, nullable=False),
+    sa.Column("columns_retyped", sa.Text, nullable=False),  # [{"name", "from", "to"}]
+    sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_schema_versions_version"),
+    sa.Index("ix_schema_versions_source", "source", "id"),
+)

@@ -8,6 +8,7 @@ in one transaction; the dead letter's JSON object follows (``stored_key`` says w
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion_project.lib.ledger.schema import Status, dead_letters, processed_files
+from ingestion_project.lib.ledger.schema import Status, dead_letters, processed_files, schema_versions
+from ingestion_project.lib.schemas import Columns, diff, fingerprint
 from ingestion_project.lib.versions import DocumentVersion
 
 t = processed_files.c
@@ -26,6 +28,12 @@ OPEN = "open"
 # error_type of versions skipped because their source left the sources file: they wait again if it comes back.
 SOURCE_REMOVED = "SourceRemoved"
 _MESSAGE_LIMIT = 4000
+
+
+def _parse_time(value: str) -> datetime:
+    # SQLite hands back an aggregate of a DateTime column as text (naive UTC).
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -223,9 +231,18 @@ class Ledger:
     # Outcomes (fenced by the lease token)
 
     def succeed(
-        self, row_id: int, token: str, *, sha256: str, records: int, bytes_read: int, duration_ms: int
+        self,
+        row_id: int,
+        token: str,
+        *,
+        sha256: str,
+        records: int,
+        bytes_read: int,
+        duration_ms: int,
+        columns: Columns | None = None,
     ) -> list[dict] | None:
-        """SUCCESS; the version's open dead letters are resolved. None when the lease was lost."""
+        """SUCCESS; the version's open dead letters are resolved, and its ``columns`` (when given) recorded in the
+        schema history, in the same transaction. None when the lease was lost."""
         with self.engine.begin() as conn:
             if not self._fenced(
                 conn,
@@ -244,7 +261,48 @@ class Ledger:
                 error_traceback=None,
             ):
                 return None
-            return self._close_letters(conn, self._row(conn, row_id), "resolved")
+            row = self._row(conn, row_id)
+            if columns is not None:
+                self._record_schema(conn, row, columns)
+            return self._close_letters(conn, row, "resolved")
+
+    def _record_schema(self, conn: Connection, row: dict, columns: Columns) -> None:
+        """The version's schema and its change against the source's latest recorded one (once per version)."""
+        version = schema_versions.c
+        same = sa.and_(*(getattr(version, k) == row[k] for k in ("source", "bucket", "object_key", "etag")))
+        if conn.execute(sa.select(version.id).where(same)).first() is not None:
+            return  # re-ingested (forced, or replayed): its schema was recorded the first time
+        previous = conn.execute(
+            sa.select(version.fingerprint, version.columns_json)
+            .where(version.source == row["source"])
+            .order_by(version.id.desc())
+            .limit(1)
+        ).first()
+        change = diff(json.loads(previous.columns_json) if previous else None, columns)
+        conn.execute(
+            schema_versions.insert().values(
+                **{k: row[k] for k in ("source", "bucket", "object_key", "etag")},
+                recorded_at=_now(),
+                fingerprint=fingerprint(columns),
+                columns_json=json.dumps(list(columns), ensure_ascii=False),
+                previous_fingerprint=previous.fingerprint if previous else None,
+                columns_added=json.dumps(change.added, ensure_ascii=False),
+                columns_removed=json.dumps(change.removed, ensure_ascii=False),
+                columns_retyped=json.dumps(change.retyped, ensure_ascii=False),
+            )
+        )
+
+    def schema_version(self, version: dict) -> dict | None:
+        """The recorded schema of a version (``source``, ``bucket``, ``object_key``, ``etag``), if it landed."""
+        c = schema_versions.c
+        query = sa.select(schema_versions).where(
+            *(getattr(c, k) == version[k] for k in ("source", "bucket", "object_key", "etag"))
+        )
+        rows = self._rows(query)
+        return rows[0] if rows else None
+
+    def schema_version_rows(self) -> list[dict]:
+        return self._rows(sa.select(schema_versions).order_by(schema_versions.c.id))
 
     def fail(self, row_id: int, token: str, failure: Failure, *, duration_ms: int = 0) -> bool:
         """FAILED, and in the same transaction its open dead letter (one per version: a replay that fails again
@@ -553,6 +611,18 @@ class Ledger:
         query = sa.select(t.source, t.status, sa.func.count()).group_by(t.source, t.status)
         with self.engine.connect() as conn:
             return {(source, status): count for source, status, count in conn.execute(query)}
+
+    def last_discovered(self) -> dict[str, datetime]:
+        """{source: when its newest version was discovered}."""
+        query = sa.select(t.source, sa.func.max(t.discovered_at)).group_by(t.source)
+        column = processed_files.c.discovered_at.type
+        with self.engine.connect() as conn:
+            return {
+                source: column.process_result_value(at, self.engine.dialect)
+                if isinstance(at, datetime)
+                else _parse_time(at)
+                for source, at in conn.execute(query)
+            }
 
     def versions(self, source: str | None = None) -> list[dict]:
         query = sa.select(processed_files).order_by(t.id)

@@ -1,0 +1,35 @@
+with
+
+schema_versions as (
+
+    select * from {{ ref('stg_ledger__schema_versions') }}
+
+),
+
+final as (
+
+    -- The versions whose schema differs from their source's schema before them (and each source's first).
+    select
+        schema_version_id,
+        document_version_id,
+        source,
+        object_key,
+        etag,
+        recorded_at,
+        is_first_schema,
+        previous_fingerprint,
+        fingerprint,
+        column_count,
+        cast(json_array_length(columns_added) as bigint) as added_count,
+        cast(json_array_length(columns_removed) as bigint) as removed_count,
+        cast(json_array_length(columns_retyped) as bigint) as retyped_count,
+        columns_added,
+        columns_removed,
+        columns_retyped
+
+    from schema_versions
+    where is_first_schema or fingerprint <> previous_fingerprint
+
+)
+
+select * from final
