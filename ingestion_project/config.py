@@ -209,6 +209,13 @@ class _SourceBase(_Strict):
     # Runs that may die holding a version (killed, out of memory, failed before their claim) before it is
     # quarantined with a dead letter saying so.
     max_attempts: int = Field(default=3, ge=1, le=100)
+    # How often new documents are expected (e.g. "1d"): past it with nothing new, the freshness check fails.
+    expect_new_documents_within: Duration | None = None
+
+    @field_validator("expect_new_documents_within")
+    @classmethod
+    def _expectation_is_a_duration(cls, value: int | float | str | None) -> float | None:
+        return None if value is None else parse_duration(value)
 
     @field_validator("include", "exclude")
     @classmethod
