@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ingestion_project.lib.limits import DocumentLimits
+from ingestion_project.lib.quality import QualityRules
 
 DEFAULT_SOURCES_FILE = Path(__file__).with_name("sources.yaml")
 SOURCES_FILE_ENV = "INGESTION_SOURCES_FILE"
@@ -197,6 +198,33 @@ class ListingConfig(_Strict):
         return float(self.full_every)
 
 
+class RangeConfig(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class QualityConfig(_Strict):
+    """Rules a source's tabular documents must meet before they land; a document that breaks one is dead-lettered
+    with the failure class ``quality`` and the rule."""
+
+    required_columns: tuple[str, ...] = ()
+    not_null: tuple[str, ...] = ()
+    unique: tuple[str | tuple[str, ...], ...] = ()  # a column, or a list of columns that together are a key
+    accepted_values: dict[str, tuple[str, ...]] = {}
+    ranges: dict[str, RangeConfig] = {}
+    min_rows: int = Field(default=0, ge=0)
+
+    def rules(self) -> QualityRules:
+        return QualityRules(
+            required_columns=self.required_columns,
+            not_null=self.not_null,
+            unique=tuple((key,) if isinstance(key, str) else key for key in self.unique),
+            accepted_values=self.accepted_values,
+            ranges={name: (r.min, r.max) for name, r in self.ranges.items()},
+            min_rows=self.min_rows,
+        )
+
+
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     include: tuple[Glob, ...] = ("*",)
@@ -211,6 +239,7 @@ class _SourceBase(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=100)
     # How often new documents are expected (e.g. "1d"): past it with nothing new, the freshness check fails.
     expect_new_documents_within: Duration | None = None
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("expect_new_documents_within")
     @classmethod

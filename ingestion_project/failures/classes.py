@@ -1,16 +1,18 @@
 """Failure classes and their retry policies.
 
 transient (timeouts, throttling, 5xx): exponential backoff with jitter, capped; external (the object vanished,
-access denied): a few retries; validation (the document's own fault) and unexpected errors: no retry, straight
-to the dead-letter queue. Limits are per source (``retries:`` in the sources file).
+access denied): a few retries; validation (the document's own fault), quality (it parsed but breaks one of its
+source's quality rules) and unexpected errors: no retry, straight to the dead-letter queue. Limits are per source
+(``retries:`` in the sources file).
 """
 
 import dagster as dg
 
 from ingestion_project.config import RetryConfig, RetryLimits
-from ingestion_project.lib.errors import ExternalError, TransientError, ValidationError
+from ingestion_project.lib.errors import ExternalError, QualityError, TransientError, ValidationError
 
 VALIDATION = "validation"
+QUALITY = "quality"
 TRANSIENT = "transient"
 EXTERNAL = "external"
 UNEXPECTED = "unexpected"
@@ -30,6 +32,8 @@ EXTERNAL_RETRY = retry_policy(RetryConfig().external)
 
 
 def error_class(error: BaseException) -> str:
+    if isinstance(error, QualityError):
+        return QUALITY
     if isinstance(error, ValidationError):
         return VALIDATION
     if isinstance(error, TransientError):

@@ -16,6 +16,7 @@ from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.limits import over_limit
 from ingestion_project.lib.object_store import ObjectInfo, ObjectStore
 from ingestion_project.lib.parsing import parse_document
+from ingestion_project.lib.quality import check_quality
 from ingestion_project.lib.spool import Scratch
 from ingestion_project.lib.versions import DocumentVersion
 
@@ -85,6 +86,9 @@ def ingest_document(
                 f"ran out of memory parsing {ref.uri} ({spool.size:,} bytes): the document needs more than the "
                 "run's memory budget (run_memory_limit); raise it, or lower this source's limits"
             ) from error
+        rules = source.quality.rules()
+        if rules.active and not parsed.is_text:
+            check_quality(rules, scratch.file("data"))  # before anything lands: a failing document leaves no bronze
         # Arrow's allocator keeps what parsing freed for reuse; hand it back before the upload needs memory of its own.
         pa.default_memory_pool().release_unused()
         bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)

@@ -23,6 +23,15 @@ class LimitExceeded(ValidationError):
         self.limit = limit
 
 
+class QualityError(ValidationError):
+    """The document parsed, but breaks one of its source's quality rules (``quality:``); ``rule`` names it. Its own
+    failure class (``quality``) in the dead-letter queue; never retried."""
+
+    def __init__(self, message: str, rule: str = ""):
+        super().__init__(message)
+        self.rule = rule
+
+
 class UnsupportedFormatError(ValidationError):
     """The content is not one of the supported formats (binary data, unknown type)."""
 

@@ -294,3 +294,38 @@ def test_one_failing_document_does_not_fail_the_others_in_its_batch_and_is_dead_
     # The asset's dead_letter_hook wrote the record where the ledger says it is.
     record = json.loads((inbox.parent / "dlq" / letter["dlq_key"]).read_text())
     assert (record["object"]["key"], record["error"]["type"]) == ("b.csv", "ValidationError")
+
+
+def test_a_document_that_breaks_a_quality_rule_is_dead_lettered_as_quality_and_lands_nothing(
+    inbox, write_sources, resources_for, ledger_resource
+):
+    quality = {"not_null": ["order_id"], "unique": ["order_id"], "ranges": {"amount": {"min": 0}}}
+    resources = resources_for(
+        write_sources([{"name": "inbox", "type": "local", "path": str(inbox), "quality": quality}])
+    )
+    (inbox / "good.csv").write_text(ORDERS)
+    (inbox / "negative.csv").write_text("order_id,customer_id,amount\nORD-1,C1,10.50\nORD-2,C2,-3.25\n")
+    (inbox / "twice.csv").write_text("order_id,customer_id,amount\nORD-1,C1,10.50\nORD-1,C2,3.25\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        [request] = sensor_requests(resources, instance)
+        run_batch(resources, instance, request)
+        materialized = instance.get_materialized_partitions(raw_documents.key)
+    assert materialized == {pk("good.csv")}
+    book = ledger_resource.ledger()
+    rows = {r["object_key"]: r for r in book.versions()}
+    outcomes = {key: (r["status"], r["error_class"], r["error_type"]) for key, r in rows.items()}
+    assert outcomes == {
+        "good.csv": ("SUCCESS", None, None),
+        "negative.csv": ("FAILED", "quality", "QualityError"),
+        "twice.csv": ("FAILED", "quality", "QualityError"),
+    }
+    assert rows["negative.csv"]["error_message"].startswith("quality rule ranges: column amount has 1 value(s)")
+    assert rows["twice.csv"]["error_message"].startswith("quality rule unique:")
+    assert rows["negative.csv"]["tries"] == 0  # never retried
+    assert {(letter["object_key"], letter["error_class"]) for letter in book.dead_letter_rows()} == {
+        ("negative.csv", "quality"),
+        ("twice.csv", "quality"),
+    }
+    # Nothing of the failed documents landed in bronze.
+    manifests = {p.name for p in (bronze_root(inbox) / "documents" / "inbox").rglob("*.parquet")}
+    assert len(manifests) == 1
