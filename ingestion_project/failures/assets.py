@@ -93,7 +93,14 @@ def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) 
     )
 
 
-@dg.asset_check(asset=ingestion_ledger, description="Every discovered version is in exactly one state, per source.")
+@dg.asset_check(
+    asset=ingestion_ledger,
+    description=(
+        "Every discovered version is in exactly one state, per source. Blocking: a ledger that lost count of a "
+        "version does not feed the marts."
+    ),
+    blocking=True,
+)
 def ledger_is_conserved(ledger: LedgerResource) -> dg.AssetCheckResult:
     book = ledger.ledger()
     figures = conservation(book)
