@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingestion_project.lib.bronze import LINEAGE_COLUMNS
+from ingestion_project.lib.contracts import RESCUED_COLUMN, Contract, Mode, arrow_type
 from ingestion_project.lib.limits import DocumentLimits
 from ingestion_project.lib.quality import QualityRules
 
@@ -96,7 +98,7 @@ Size = Annotated[int | str, Field(union_mode="left_to_right")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
 
 
 class RetryLimits(_Strict):
@@ -225,6 +227,40 @@ class QualityConfig(_Strict):
         )
 
 
+class SchemaConfig(_Strict):
+    """A source's schema contract: declared columns (``name: type``, or ``name:`` for any type) and what happens
+    to a document that differs (``mode``); see lib/contracts.py."""
+
+    mode: Mode = Mode.EVOLVE
+    columns: dict[str, str | None] = {}
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_are_valid(cls, columns: dict[str, str | None]) -> dict[str, str | None]:
+        reserved = {name.casefold() for name in (*LINEAGE_COLUMNS, RESCUED_COLUMN)}
+        seen: set[str] = set()
+        for name, kind in columns.items():
+            if not name.strip():
+                raise ValueError("a declared column needs a name")
+            if name.casefold() in reserved:
+                raise ValueError(f"column {name!r} is reserved for bronze's own columns")
+            if name.casefold() in seen:
+                raise ValueError(f"column {name!r} is declared twice (names match ignoring case)")
+            seen.add(name.casefold())
+            if kind is not None:
+                arrow_type(kind)
+        return columns
+
+    @model_validator(mode="after")
+    def _modes_need_columns(self) -> SchemaConfig:
+        if self.mode is not Mode.EVOLVE and not self.columns:
+            raise ValueError(f"mode {self.mode} needs the columns it expects (schema.columns)")
+        return self
+
+    def contract(self) -> Contract:
+        return Contract(self.mode, dict(self.columns))
+
+
 class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     include: tuple[Glob, ...] = ("*",)
@@ -240,6 +276,7 @@ class _SourceBase(_Strict):
     # How often new documents are expected (e.g. "1d"): past it with nothing new, the freshness check fails.
     expect_new_documents_within: Duration | None = None
     quality: QualityConfig = QualityConfig()
+    schema_: SchemaConfig = Field(default=SchemaConfig(), alias="schema")
 
     @field_validator("expect_new_documents_within")
     @classmethod

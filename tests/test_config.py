@@ -86,6 +86,11 @@ def test_path_globs_match_the_key_below_the_prefix(tmp_path):
         ("{name: orders, type: s3, bucket: b1b, listing: {mode: sometimes}}", "field 'listing.mode'"),
         ("{name: orders, type: s3, bucket: b1b, listing: {full_every: soon}}", "'soon' is not a duration"),
         ("{name: Orders!, type: s3, bucket: b1b}", "source 'Orders!': field 'name'"),
+        ("{name: orders, type: s3, bucket: b1b, schema: {mode: rescue}}", "mode rescue needs the columns it expects"),
+        ("{name: orders, type: s3, bucket: b1b, schema: {mode: strict}}", "field 'schema.mode'"),
+        ("{name: orders, type: s3, bucket: b1b, schema: {columns: {amount: money}}}", "'money' is not a column type"),
+        ("{name: orders, type: s3, bucket: b1b, schema: {columns: {_rescued_data: string}}}", "is reserved"),
+        ("{name: orders, type: s3, bucket: b1b, schema: {columns: {a: string, A: int}}}", "declared twice"),
     ],
 )
 def test_invalid_source_names_the_source_and_field(tmp_path, source_yaml, message):
@@ -94,6 +99,28 @@ def test_invalid_source_names_the_source_and_field(tmp_path, source_yaml, messag
         load_settings(path)
     assert message in str(error.value)
     assert str(path) in str(error.value)
+
+
+def test_a_schema_contract_is_read_per_source(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        bronze: {s3: {bucket: bronze}}
+        sources:
+          - name: orders
+            type: s3
+            bucket: landing
+            schema: {mode: rescue, columns: {order_id: string, amount: "decimal(12,2)", note: }}
+          - {name: other, type: s3, bucket: landing}
+        """,
+    )
+    settings = load_settings(path)
+    contract = settings.source("orders").schema_.contract()
+    assert (str(contract.mode), dict(contract.columns)) == (
+        "rescue",
+        {"order_id": "string", "amount": "decimal(12,2)", "note": None},
+    )
+    assert not settings.source("other").schema_.contract().active  # no contract: documents land as they came
 
 
 def test_duplicate_source_names_are_rejected(tmp_path):

@@ -109,3 +109,45 @@
 {% macro build_started_at() -%}
     cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}+00' as timestamp with time zone)
 {%- endmacro %}
+
+
+{#
+    Columns the data files in `paths` have that the source does not declare: a document's new columns, which a
+    source in `evolve` mode lands as they came. Staging models keep them (`extra_bronze_columns`) so that drift is
+    never dropped silently.
+#}
+{% macro undeclared_bronze_columns(source_relation, paths) %}
+    {%- if not execute or not paths -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set declared = source_node(source_relation).columns.keys() | map('lower') | list -%}
+    {%- set query -%}
+        describe select * from read_parquet(
+            [{%- for path in paths -%}{{ sql_string(path) }}{{ ", " if not loop.last }}{%- endfor -%}],
+            union_by_name = true,
+            hive_partitioning = false
+        )
+    {%- endset -%}
+    {%- set extras = [] -%}
+    {%- for name in run_query(query).columns[0].values() -%}
+        {%- if name | lower not in declared -%}
+            {%- do extras.append(name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(extras) }}
+{% endmacro %}
+
+
+{#
+    Select-list entries for the undeclared columns of `paths`, each as text under its own name (`extra_<name>`
+    where the model already has that name). Text, because the same new column may arrive with other types in other
+    documents, and an incremental table's column keeps its first type. Pair with
+    `on_schema_change='append_new_columns'`, so a build that meets a new column adds it to the table.
+#}
+{% macro extra_bronze_columns(source_relation, paths, relation_alias, taken) %}
+    {%- set taken = taken | map('lower') | list -%}
+    {%- for name in undeclared_bronze_columns(source_relation, paths) %}
+        {%- set alias = ('extra_' ~ name) if name | lower in taken else name %}
+        cast({{ relation_alias }}.{{ adapter.quote(name) }} as varchar) as {{ adapter.quote(alias) }},
+    {%- endfor %}
+{% endmacro %}

@@ -8,9 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ingestion_project.config import LocalSourceConfig, S3SourceConfig
-from ingestion_project.lib.bronze import PARQUET_CONTENT_TYPE, BronzeVersion, Lineage, manifest_row, to_parquet_bytes
+from ingestion_project.lib.bronze import (
+    LINEAGE_COLUMNS,
+    PARQUET_CONTENT_TYPE,
+    BronzeVersion,
+    Lineage,
+    columns_of,
+    manifest_row,
+    to_parquet_bytes,
+)
+from ingestion_project.lib.contracts import ContractOutcome, apply_contract
 from ingestion_project.lib.errors import DocumentError, ValidationError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.limits import over_limit
@@ -35,10 +45,12 @@ class IngestedDocument:
     format: str
     record_count: int
     is_text: bool
-    columns: list[dict[str, str]]
+    columns: list[dict[str, str]]  # as bronze holds them (after the contract)
     bronze_path: str
     duration_ms: int
     format_decided_by: str = "content"
+    document_columns: list[dict[str, str]] | None = None  # as the document had them (the schema history's)
+    contract: ContractOutcome | None = None
 
     @property
     def ref(self) -> DocumentRef:
@@ -86,6 +98,14 @@ def ingest_document(
                 f"ran out of memory parsing {ref.uri} ({spool.size:,} bytes): the document needs more than the "
                 "run's memory budget (run_memory_limit); raise it, or lower this source's limits"
             ) from error
+        contract = None
+        columns = parsed.columns
+        if not parsed.is_text:
+            # Before the quality rules, which then see declared types; a document that breaks it leaves no bronze.
+            contract = apply_contract(source.schema_.contract(), scratch.file("data"))
+            if contract is not None:
+                landed = pq.read_schema(scratch.file("data"))
+                columns = [c for c in columns_of(landed) if c["name"] not in LINEAGE_COLUMNS]
         rules = source.quality.rules()
         if rules.active and not parsed.is_text:
             check_quality(rules, scratch.file("data"))  # before anything lands: a failing document leaves no bronze
@@ -108,7 +128,7 @@ def ingest_document(
         content_type=info.content_type,
         format=str(parsed.format),
         record_count=parsed.record_count,
-        columns_json=parsed.columns,
+        columns_json=columns,
         bronze_path=bronze_path,
         last_modified_at=info.last_modified,
         ingested_at=ingested_at,
@@ -124,8 +144,10 @@ def ingest_document(
         format=str(parsed.format),
         record_count=parsed.record_count,
         is_text=parsed.is_text,
-        columns=parsed.columns,
+        columns=columns,
         bronze_path=bronze_path,
         duration_ms=int((time.monotonic() - started) * 1000),
         format_decided_by=str(parsed.format_decided_by),
+        document_columns=parsed.columns,
+        contract=contract,
     )

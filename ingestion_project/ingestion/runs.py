@@ -57,6 +57,19 @@ def materialization_metadata(doc: IngestedDocument) -> dict[str, object]:
         "dagster/column_schema": dg.TableSchema(columns=columns),
         "bronze_path": dg.MetadataValue.path(doc.bronze_path),
         "duration_ms": dg.MetadataValue.int(doc.duration_ms),
+        **contract_metadata(doc),
+    }
+
+
+def contract_metadata(doc: IngestedDocument) -> dict[str, object]:
+    """What the source's schema contract did to the document, when it has one."""
+    if doc.contract is None:
+        return {}
+    outcome = doc.contract
+    return {
+        "contract": outcome.describe(),
+        "rescued_rows": dg.MetadataValue.int(outcome.rescued_rows),
+        "discarded_values": dg.MetadataValue.int(outcome.discarded_values),
     }
 
 
@@ -236,7 +249,8 @@ class IngestionRun:
             records=doc.record_count,
             bytes_read=doc.info.size,
             duration_ms=doc.duration_ms,
-            columns=doc.columns,
+            columns=doc.document_columns if doc.document_columns is not None else doc.columns,
+            contract=None if doc.contract is None else doc.contract.as_dict(),
         )
         if closed is None:
             return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")

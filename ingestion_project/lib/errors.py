@@ -32,6 +32,11 @@ class QualityError(ValidationError):
         self.rule = rule
 
 
+class ContractError(ValidationError):
+    """The document breaks its source's schema contract (``schema:``): undeclared or missing columns under
+    ``freeze``, or a value that does not fit its declared type outside ``rescue``. Never retried."""
+
+
 class UnsupportedFormatError(ValidationError):
     """The content is not one of the supported formats (binary data, unknown type)."""
 

@@ -97,16 +97,20 @@ SCHEMA_VERSIONS_COLUMNS = {
     "columns_added": "varchar",
     "columns_removed": "varchar",
     "columns_retyped": "varchar",
+    "contract_json": "varchar",
     "snapshot_at": "timestamp with time zone",
 }
 
 
 def schema_versions() -> list[dict]:
-    """The orders source's schema history: a first schema, the same again, then a column added and one retyped."""
+    """The orders source's schema history: a first schema, the same again with a value its contract rescued, then a
+    column added and one retyped."""
+    rescued = {"mode": "rescue", "missing_columns": [], "unexpected_columns": [], "rescued_rows": 2}
+    rescued |= {"rescued_values": 2, "discarded_values": 0}
     first = [{"name": "order_id", "type": "string"}, {"name": "amount", "type": "double"}]
     drifted = [*first[:1], {"name": "amount", "type": "string"}, {"name": "tip", "type": "double"}]
 
-    def row(row_id, key, etag, columns, previous, fingerprint, added=(), retyped=()):
+    def row(row_id, key, etag, columns, previous, fingerprint, added=(), retyped=(), contract=None):
         return {
             "id": row_id,
             "source": "orders",
@@ -120,12 +124,13 @@ def schema_versions() -> list[dict]:
             "columns_added": json.dumps(list(added)),
             "columns_removed": "[]",
             "columns_retyped": json.dumps(list(retyped)),
+            "contract_json": None if contract is None else json.dumps(contract),
             "snapshot_at": _at("2026-02-05T00:00:00+00:00"),
         }
 
     return [
         row(1, "orders/a.csv", "a1", first, None, "f" * 64),
-        row(2, "orders/b.csv", "b1", first, "f" * 64, "f" * 64),
+        row(2, "orders/b.csv", "b1", first, "f" * 64, "f" * 64, contract=rescued),
         row(
             3,
             "orders/c.csv",

@@ -213,14 +213,27 @@ def test_build_without_ledger_tables_gives_empty_typed_ledger_marts(tmp_path: Pa
     ]
 
 
-def test_schema_changes_show_each_sources_first_schema_and_every_drift(ledger_warehouse: WarehouseBuild):
+def test_schema_changes_show_each_sources_first_schema_every_drift_and_every_rescue(ledger_warehouse: WarehouseBuild):
     rows = ledger_warehouse.query(
         "select object_key, is_first_schema, column_count, added_count, removed_count, retyped_count, "
-        "cast(columns_added as varchar), cast(columns_retyped as varchar) from fct_schema_changes order by 1"
+        "cast(columns_added as varchar), cast(columns_retyped as varchar), contract_mode, rescued_rows "
+        "from fct_schema_changes order by 1"
     )
 
     assert rows == [
-        ("orders/a.csv", True, 2, 0, 0, 0, "[]", "[]"),
-        # orders/b.csv had the same schema: no row.
-        ("orders/c.csv", False, 3, 1, 0, 1, '["tip"]', '[{"name": "amount", "from": "double", "to": "string"}]'),
+        ("orders/a.csv", True, 2, 0, 0, 0, "[]", "[]", None, 0),
+        # orders/b.csv had the same schema, but its contract rescued values: a row for that.
+        ("orders/b.csv", False, 2, 0, 0, 0, "[]", "[]", "rescue", 2),
+        (
+            "orders/c.csv",
+            False,
+            3,
+            1,
+            0,
+            1,
+            '["tip"]',
+            '[{"name": "amount", "from": "double", "to": "string"}]',
+            None,
+            0,
+        ),
     ]

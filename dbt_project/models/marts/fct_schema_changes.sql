@@ -8,7 +8,8 @@ schema_versions as (
 
 final as (
 
-    -- The versions whose schema differs from their source's schema before them (and each source's first).
+    -- The versions whose schema differs from their source's schema before them (and each source's first), and
+    -- those whose source's contract rescued or discarded something.
     select
         schema_version_id,
         document_version_id,
@@ -25,10 +26,19 @@ final as (
         cast(json_array_length(columns_retyped) as bigint) as retyped_count,
         columns_added,
         columns_removed,
-        columns_retyped
+        columns_retyped,
+        contract_mode,
+        unexpected_columns,
+        missing_columns,
+        coalesce(rescued_rows, 0) as rescued_rows,
+        coalesce(rescued_values, 0) as rescued_values,
+        coalesce(discarded_values, 0) as discarded_values
 
     from schema_versions
-    where is_first_schema or fingerprint <> previous_fingerprint
+    where is_first_schema
+        or fingerprint <> previous_fingerprint
+        or coalesce(rescued_rows, 0) > 0
+        or coalesce(discarded_values, 0) > 0
 
 )
 

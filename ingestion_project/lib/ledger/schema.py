@@ -132,6 +132,8 @@ schema_versions = sa.Table(
     sa.Column("columns_added", sa.Text, nullable=False),  # JSON lists against the previous schema
     sa.Column("columns_removed", sa.Text, nullable=False),
     sa.Column("columns_retyped", sa.Text, nullable=False),  # [{"name", "from", "to"}]
+    # 0004: what the source's schema contract did (lib/contracts.ContractOutcome as JSON); NULL: no contract
+    sa.Column("contract_json", sa.Text),
     sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_schema_versions_version"),
     sa.Index("ix_schema_versions_source", "source", "id"),
 )

@@ -240,6 +240,7 @@ class Ledger:
         bytes_read: int,
         duration_ms: int,
         columns: Columns | None = None,
+        contract: dict | None = None,
     ) -> list[dict] | None:
         """SUCCESS; the version's open dead letters are resolved, and its ``columns`` (when given) recorded in the
         schema history, in the same transaction. None when the lease was lost."""
@@ -263,10 +264,10 @@ class Ledger:
                 return None
             row = self._row(conn, row_id)
             if columns is not None:
-                self._record_schema(conn, row, columns)
+                self._record_schema(conn, row, columns, contract)
             return self._close_letters(conn, row, "resolved")
 
-    def _record_schema(self, conn: Connection, row: dict, columns: Columns) -> None:
+    def _record_schema(self, conn: Connection, row: dict, columns: Columns, contract: dict | None = None) -> None:
         """The version's schema and its change against the source's latest recorded one (once per version)."""
         version = schema_versions.c
         same = sa.and_(*(getattr(version, k) == row[k] for k in ("source", "bucket", "object_key", "etag")))
@@ -289,6 +290,7 @@ class Ledger:
                 columns_added=json.dumps(change.added, ensure_ascii=False),
                 columns_removed=json.dumps(change.removed, ensure_ascii=False),
                 columns_retyped=json.dumps(change.retyped, ensure_ascii=False),
+                contract_json=None if contract is None else json.dumps(contract, ensure_ascii=False),
             )
         )
 

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='append') }}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns') }}
 
 {%- set files = new_bronze_versions('tables/customers', this if is_incremental() else none) %}
 
@@ -26,6 +26,9 @@ renamed as (
         lower(trim(cast(source.email as varchar))) as email,
         trim(cast(source.country as varchar)) as country,
         cast(source.signed_up_at as date) as signed_up_date,
+        -- Under a rescue contract: what did not fit, as JSON; new columns of documents in evolve mode follow.
+        source._rescued_data as rescued_data,
+        {{- extra_bronze_columns(source('bronze', 'customers'), files, 'source', ['document_version_id', 'customer_id', 'customer_name', 'email', 'country', 'signed_up_date', 'rescued_data', 'source', 'object_key', 'etag', 'ingested_at', 'source_row_number', 'loaded_at']) }}
         source._source as source,
         source._object_key as object_key,
         source._etag as etag,

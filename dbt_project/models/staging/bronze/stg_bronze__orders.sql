@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='append') }}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns') }}
 
 {%- set files = new_bronze_versions('tables/orders', this if is_incremental() else none) %}
 
@@ -27,6 +27,9 @@ renamed as (
         lower(trim(cast(source.status as varchar))) as status,
         cast(source.amount as decimal(12, 2)) as amount,
         upper(trim(cast(source.currency as varchar))) as currency,
+        -- Under a rescue contract: what did not fit, as JSON; new columns of documents in evolve mode follow.
+        source._rescued_data as rescued_data,
+        {{- extra_bronze_columns(source('bronze', 'orders'), files, 'source', ['document_version_id', 'order_id', 'customer_id', 'order_date', 'status', 'amount', 'currency', 'rescued_data', 'source', 'object_key', 'etag', 'ingested_at', 'source_row_number', 'loaded_at']) }}
         source._source as source,
         source._object_key as object_key,
         source._etag as etag,

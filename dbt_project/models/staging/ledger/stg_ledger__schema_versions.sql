@@ -23,7 +23,13 @@ renamed as (
         cast(columns_added as json) as columns_added,
         cast(columns_removed as json) as columns_removed,
         cast(columns_retyped as json) as columns_retyped,
-        cast(columns_json as json) as columns
+        cast(columns_json as json) as columns,
+        contract_json ->> 'mode' as contract_mode,
+        cast(contract_json -> 'unexpected_columns' as json) as unexpected_columns,
+        cast(contract_json -> 'missing_columns' as json) as missing_columns,
+        cast(contract_json ->> 'rescued_rows' as bigint) as rescued_rows,
+        cast(contract_json ->> 'rescued_values' as bigint) as rescued_values,
+        cast(contract_json ->> 'discarded_values' as bigint) as discarded_values
 
     from source
 
