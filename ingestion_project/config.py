@@ -364,6 +364,93 @@ class LocalSourceConfig(_SourceBase):
 SourceConfig = Annotated[S3SourceConfig | LocalSourceConfig, Field(discriminator="type")]
 
 
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+class DatabaseTableConfig(_Strict):
+    """One table (or custom query) of a database source, extracted into bronze as one asset.
+
+    ``load: full`` extracts every row each time (a snapshot: the newest full extraction replaces the rows before
+    it); ``incremental`` extracts the rows whose ``watermark`` column (a timestamp or an integer) is above the
+    watermark kept in the ledger — the first extraction, and one after a reset, is full.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")  # the asset's name, and the table's unless `table` says
+    table: str | None = None  # [schema.]table; default: `name`
+    query: str | None = None  # a SELECT instead of a table
+    load: Literal["full", "incremental"] = "full"
+    watermark: str | None = None  # the column incremental loads compare
+    batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("table")
+    @classmethod
+    def _table_is_an_identifier(cls, table: str | None) -> str | None:
+        if table is not None and not all(_IDENTIFIER_RE.match(part) for part in table.split(".")):
+            raise ValueError(f"{table!r} is not a [schema.]table name")
+        return table
+
+    @field_validator("watermark")
+    @classmethod
+    def _watermark_is_an_identifier(cls, column: str | None) -> str | None:
+        if column is not None and not _IDENTIFIER_RE.match(column):
+            raise ValueError(f"{column!r} is not a column name")
+        return column
+
+    @model_validator(mode="after")
+    def _load_is_complete(self) -> DatabaseTableConfig:
+        if self.table and self.query:
+            raise ValueError("give a table or a query, not both")
+        if self.load == "incremental" and not self.watermark:
+            raise ValueError("an incremental load needs its watermark column (watermark)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """What the ledger records as the extraction's object key: the table, or ``query:<name>``."""
+        return f"query:{self.name}" if self.query else (self.table or self.name)
+
+
+class PostgresSourceConfig(_Strict):
+    """A database source (``type: postgres``; SQLAlchemy underneath, so other databases can follow).
+
+    The connection URL comes from the environment variable named by ``url_env``, never from the file.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    type: Literal["postgres"] = "postgres"
+    url_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    tables: tuple[DatabaseTableConfig, ...] = Field(min_length=1)
+    schedule: str | None = "*/15 * * * *"  # cron for the source's extraction job; null: run it by hand
+    retries: RetryConfig = RetryConfig()
+    max_replays: int = Field(default=0, ge=0, le=0)  # a failed extraction is redone by the next, not replayed
+    max_attempts: int = Field(default=1, ge=1, le=1)  # a run that dies: its extraction is quarantined at once
+
+    @model_validator(mode="after")
+    def _table_names_are_unique(self) -> PostgresSourceConfig:
+        names = [t.name for t in self.tables]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"table names must be unique within a source; repeated: {', '.join(repeated)}")
+        return self
+
+    @property
+    def bucket(self) -> str:
+        """What the ledger and bronze lineage record in the bucket column: the database source's type."""
+        return "postgres"
+
+    def table(self, name: str) -> DatabaseTableConfig:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise UnknownSourceError(f"source {self.name!r} has no table {name!r}")
+
+    def url(self) -> str:
+        url = os.environ.get(self.url_env)
+        if not url:
+            raise ConfigError(f"database source {self.name!r}: the environment variable {self.url_env} is not set")
+        return url
+
+
 class S3BronzeConfig(_Strict):
     bucket: str
     prefix: str = "bronze"
@@ -410,10 +497,11 @@ class Settings(_Strict):
     # allocation fails one document as a validation error instead of the kernel killing the run. null: no budget.
     run_memory_limit: Size | None = "4GiB"
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
+    databases: tuple[PostgresSourceConfig, ...] = ()
 
     @model_validator(mode="after")
     def _sources_fit_bronze(self) -> Settings:
-        names = [s.name for s in self.sources]
+        names = [s.name for s in (*self.sources, *self.databases)]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
@@ -442,6 +530,23 @@ class Settings(_Strict):
     def has_source(self, name: str) -> bool:
         return any(source.name == name for source in self.sources)
 
+    def database(self, name: str) -> PostgresSourceConfig:
+        for source in self.databases:
+            if source.name == name:
+                return source
+        raise UnknownSourceError(f"no database source named {name!r} in the sources file (was it removed?)")
+
+    def has_database(self, name: str) -> bool:
+        return any(source.name == name for source in self.databases)
+
+    def any_source(self, name: str) -> S3SourceConfig | LocalSourceConfig | PostgresSourceConfig:
+        """A file source or a database source by name."""
+        return self.database(name) if self.has_database(name) else self.source(name)
+
+    def database_bronze(self) -> Literal["s3", "local"]:
+        """Where database extractions land: the S3 bronze root when there is one, else the local one."""
+        return "s3" if self.bronze.s3 else "local"
+
     def dead_letter_s3(self) -> S3BronzeConfig:
         return self.dead_letter.s3 or S3BronzeConfig(bucket=self.bronze.s3.bucket, prefix="dlq")
 
@@ -451,9 +556,10 @@ class Settings(_Strict):
     def bronze_roots(self) -> list[str]:
         """Every bronze root in use, as the URIs/paths dbt reads."""
         roots = []
-        if self.bronze.s3 and any(s.type == "s3" for s in self.sources):
+        databases = self.database_bronze() if self.databases else None
+        if self.bronze.s3 and (any(s.type == "s3" for s in self.sources) or databases == "s3"):
             roots.append(self.bronze.s3.root)
-        if self.bronze.local_dir and any(s.type == "local" for s in self.sources):
+        if self.bronze.local_dir and (any(s.type == "local" for s in self.sources) or databases == "local"):
             roots.append(str(self.bronze.local_dir))
         return roots
 
@@ -462,8 +568,8 @@ def _describe(error: dict, raw: dict) -> str:
     """Turn one pydantic error into 'source 'orders': field 'include': ...'."""
     loc = list(error["loc"])
     where = []
-    if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
-        entries = raw.get("sources") or []
+    if len(loc) >= 2 and loc[0] in ("sources", "databases") and isinstance(loc[1], int):
+        entries = raw.get(loc[0]) or []
         entry = entries[loc[1]] if loc[1] < len(entries) else {}
         name = entry.get("name") if isinstance(entry, dict) else None
         where.append(f"source '{name}'" if name else f"source #{loc[1] + 1}")

@@ -218,3 +218,55 @@ def test_source_level_sizes_of_earlier_versions_still_set_the_limits(tmp_path):
     settings = load_settings(write(tmp_path, VALID))
     assert settings.source("orders").document_limits().object_bytes == 5 * 2**20
     assert settings.source("orders").max_object_bytes == 5 * 2**20
+
+
+DATABASES = """
+    bronze: {s3: {bucket: bronze}}
+    sources:
+      - {name: orders, type: s3, bucket: landing}
+    databases:
+      - name: shop
+        type: postgres
+        url_env: SHOP_DATABASE_URL
+        tables:
+          - {name: payments, table: public.payments, load: incremental, watermark: updated_at}
+          - {name: big_orders, query: "select * from orders where amount > 100"}
+"""
+
+
+def test_database_sources_are_read_with_their_tables(tmp_path, monkeypatch):
+    settings = load_settings(write(tmp_path, DATABASES))
+    shop = settings.database("shop")
+    assert [(t.name, t.label, t.load) for t in shop.tables] == [
+        ("payments", "public.payments", "incremental"),
+        ("big_orders", "query:big_orders", "full"),
+    ]
+    assert settings.any_source("shop") is shop and settings.has_database("shop") and not settings.has_source("shop")
+    assert settings.bronze_roots() == ["s3://bronze/bronze"]
+    monkeypatch.delenv("SHOP_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="the environment variable SHOP_DATABASE_URL is not set"):
+        shop.url()
+    monkeypatch.setenv("SHOP_DATABASE_URL", "postgresql://u@127.0.0.1/shop")
+    assert shop.url() == "postgresql://u@127.0.0.1/shop"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("{name: t, load: incremental}", "an incremental load needs its watermark column"),
+        ("{name: t, table: a, query: 'select 1'}", "give a table or a query, not both"),
+        ("{name: t, table: 'a; drop table b'}", "is not a [schema.]table name"),
+        ("{name: t, load: sometimes}", "field 'tables.0.load'"),
+    ],
+)
+def test_invalid_database_tables_name_the_source_and_field(tmp_path, table, message):
+    text = DATABASES.split("        tables:")[0] + f"        tables: [{table}]\n"
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text))
+    assert "source 'shop'" in str(error.value) and message in str(error.value)
+
+
+def test_a_database_source_cannot_share_a_file_sources_name(tmp_path):
+    text = DATABASES.replace("name: shop", "name: orders")
+    with pytest.raises(ConfigError, match="source names must be unique; repeated: orders"):
+        load_settings(write(tmp_path, text))

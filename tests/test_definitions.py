@@ -151,10 +151,12 @@ def test_every_asset_is_materialized_by_exactly_one_code_location():
     owned = {name: graph.materializable_asset_keys for name, graph in graphs.items()}
 
     assert not owned["ingestion_project"] & owned["warehouse"]
-    assert owned["ingestion_project"] == {dg.AssetKey("raw_documents")}
-    # The warehouse's only upstream from elsewhere is raw_documents (dbt's bronze sources, and the ledger snapshot).
+    tables = {dg.AssetKey(["database", "shop", "payments"])}  # the shipped sources file's database source
+    assert owned["ingestion_project"] == {dg.AssetKey("raw_documents"), *tables}
+    # The warehouse's upstreams from elsewhere: raw_documents (dbt's bronze sources, and the ledger snapshot) and the
+    # database tables (dbt's database_<source> sources).
     foreign = graphs["warehouse"].get_all_asset_keys() - owned["warehouse"]
-    assert foreign == {dg.AssetKey("raw_documents")}
+    assert foreign == {dg.AssetKey("raw_documents"), *tables}
     # Asset checks must sit in the location of their asset.
     for name, graph in graphs.items():
         assert {key.asset_key for key in graph.asset_check_keys} <= owned[name], name

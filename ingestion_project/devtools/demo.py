@@ -38,6 +38,7 @@ class PassReport:
     warehouse_ran: bool = False
     warehouse_succeeded: bool = False
     checks: dict[str, bool] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # checks that failed at WARN severity: reported, not fatal
 
 
 def _tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None):
@@ -78,7 +79,11 @@ def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
         report.warehouse_ran = True
         report.warehouse_succeeded = result.success
         for evaluation in result.get_asset_check_evaluations():
-            report.checks[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation.passed
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
+                report.warnings.append(name)
+            else:
+                report.checks[name] = evaluation.passed
     return report
 
 
@@ -163,7 +168,12 @@ def summarize(report: PassReport, ledger_rows: list[dict], warehouse: Path) -> l
     elif not report.warehouse_succeeded:
         problems.append("the warehouse build failed")
     failed_checks = sorted(name for name, passed in report.checks.items() if not passed)
-    print(f"\ndbt tests as asset checks: {len(report.checks) - len(failed_checks)} passed, {len(failed_checks)} failed")
+    print(
+        f"\ndbt tests as asset checks: {len(report.checks) - len(failed_checks)} passed, {len(failed_checks)} failed, "
+        f"{len(report.warnings)} warned"
+    )
+    for name in sorted(report.warnings):
+        print(f"  warning: {name}")
     problems += [f"dbt test failed: {name}" for name in failed_checks]
     if warehouse.exists():
         with duckdb.connect(str(warehouse), read_only=True) as con:

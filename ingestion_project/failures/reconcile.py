@@ -60,11 +60,12 @@ def release_rows(
     their source is gone. A row that changed meanwhile (its run recorded an outcome after all) is left alone."""
     for row in rows:
         label = f"{row['partition_key']}@{row['etag']}"
-        if not settings.has_source(row["source"]):
+        if not (settings.has_source(row["source"]) or settings.has_database(row["source"])):
             if book.release(row, f"{reason}; source '{row['source']}' was removed", skip=True):
                 found.skipped.append(label)
             continue
-        source = settings.source(row["source"])
+        # A database source allows one attempt: its next extraction reads the same rows again.
+        source = settings.any_source(row["source"])
         losses = row["lost_count"] + 1
         if losses < source.max_attempts:
             if book.release(row, reason):
@@ -120,7 +121,7 @@ def reconcile_ledger(
     are marked failed) and requests no run picked up. Dead-letter objects are written by ``write_dead_letters``."""
     found = Reconciliation()
     for name in sorted(book.sources()):
-        if not settings.has_source(name):
+        if not (settings.has_source(name) or settings.has_database(name)):
             reason = f"source '{name}' was removed from the sources file"
             found.skipped += [f"{r['partition_key']}@{r['etag']}" for r in book.skip_waiting(name, reason)]
         else:

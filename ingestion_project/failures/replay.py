@@ -26,9 +26,13 @@ def replay_dead_letters(
     """Request a replay of every open dead letter with retries left; quarantine the rest."""
     book, settings = ledger.ledger(), ingestion.settings()
     outcome: dict[str, list[str]] = {"requested": [], "quarantined": [], "in_flight": [], "source_removed": []}
+    outcome["database"] = []
     for letter in book.open_dead_letters(config.limit, config.source):
         version = {name: letter[name] for name in VERSION_FIELDS}
-        if not settings.has_source(letter["source"]):
+        if settings.has_database(letter["source"]):
+            # Not replayed: the table's next extraction reads the same rows again and closes this dead letter.
+            outcome["database"].append(letter["partition_key"])
+        elif not settings.has_source(letter["source"]):
             # Kept open (FAILED) as it is: restoring the source makes it replayable again.
             context.log.warning(
                 f"Not replaying {letter['partition_key']}: source '{letter['source']}' is not in the sources file"

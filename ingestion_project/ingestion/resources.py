@@ -73,14 +73,21 @@ class IngestionResource(dg.ConfigurableResource):
     def bronze_store(self, source_name: str) -> tuple[ObjectStore, str]:
         """The store bronze for this source lands in, and the key prefix inside it."""
         settings = self.settings()
-        if isinstance(settings.source(source_name), LocalSourceConfig):
+        if self._lands_locally(source_name):
             return LocalObjectStore(settings.bronze.local_dir), ""
         return S3ObjectStore(self._s3_client(), settings.bronze.s3.bucket), settings.bronze.s3.prefix.strip("/")
+
+    def _lands_locally(self, source_name: str) -> bool:
+        """Local sources land in the local bronze root; database sources where the settings put them."""
+        settings = self.settings()
+        if settings.has_database(source_name):
+            return settings.database_bronze() == "local"
+        return isinstance(settings.source(source_name), LocalSourceConfig)
 
     def dead_letter_store(self, source_name: str) -> tuple[ObjectStore, str]:
         """The store dead-letter records of this source go to, and the key prefix inside it."""
         settings = self.settings()
-        if isinstance(settings.source(source_name), LocalSourceConfig):
+        if self._lands_locally(source_name):
             return LocalObjectStore(settings.dead_letter_dir()), ""
         target = settings.dead_letter_s3()
         return S3ObjectStore(self._s3_client(), target.bucket), target.prefix.strip("/")

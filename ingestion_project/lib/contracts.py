@@ -4,7 +4,7 @@ A contract (``schema:`` in the sources file) declares columns, optionally typed,
 
 - ``evolve``: columns the contract does not declare land as they are; declared columns are cast to their type.
 - ``rescue``: undeclared columns, and values that do not fit their declared type, go into ``_rescued_data`` (a
-  JSON object per row, ``{"column": "value as the document had it"}``); the row is kept.
+  JSON object per row, ``{"column": "value as the document had it"}``, without empty values); the row is kept.
 - ``freeze``: a document with undeclared or missing columns, or a value that does not fit, is rejected.
 - ``discard``: undeclared columns are dropped; what was dropped is counted and recorded.
 
@@ -279,7 +279,8 @@ def _rescued_json(rows: int, rescued: Mapping[str, tuple[pa.Array, pa.Array | No
     out: list[str | None] = []
     count = 0
     for index in range(rows):
-        found = {name: values[index] for name, values in lists.items() if values[index] is not None}
+        # An empty value (a CSV's empty field) is nothing to rescue.
+        found = {name: values[index] for name, values in lists.items() if values[index] not in (None, "")}
         if found:
             out.append(json.dumps(found, ensure_ascii=False, default=str))
             count += 1

@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from pydantic import Field
 
-from ingestion_project.config import bronze_roots
+from ingestion_project.config import Settings, bronze_roots
 from ingestion_project.transform.project import ensure_warehouse_dir, prepared_dbt_project
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
@@ -19,17 +19,30 @@ LEDGER_SOURCE = "ledger"
 # Each dbt source is one Dagster asset: the tables under it are written together by that asset.
 SOURCE_ASSET_KEYS = {BRONZE_SOURCE: RAW_DOCUMENTS, LEDGER_SOURCE: INGESTION_LEDGER}
 WAREHOUSE_GROUP = "warehouse"
+# dbt sources `database_<source>` are the tables of the database source <source>.
+DATABASE_SOURCE_PREFIX = "database_"
+
+
+def database_asset_keys(settings: Settings) -> list[dg.AssetKey]:
+    """The assets of the database sources' tables (see ingestion_project/databases/assets.py)."""
+    return [dg.AssetKey(["database", s.name, t.name]) for s in settings.databases for t in s.tables]
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
-    """`bronze` dbt sources are the Parquet of `raw_documents`, `ledger` sources the `ingestion_ledger` snapshot.
+    """`bronze` dbt sources are the Parquet of `raw_documents`, `ledger` sources the `ingestion_ledger` snapshot;
+    a dbt source named after a database source of the sources file (e.g. `shop`) holds its tables, each the asset
+    `database/<source>/<table>`.
 
     Every model is in the `warehouse` group.
     """
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["source_name"] in SOURCE_ASSET_KEYS:
-            return SOURCE_ASSET_KEYS[dbt_resource_props["source_name"]]
+        if dbt_resource_props["resource_type"] == "source":
+            name = dbt_resource_props["source_name"]
+            if name in SOURCE_ASSET_KEYS:
+                return SOURCE_ASSET_KEYS[name]
+            if name.startswith(DATABASE_SOURCE_PREFIX):
+                return dg.AssetKey(["database", name.removeprefix(DATABASE_SOURCE_PREFIX), dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:

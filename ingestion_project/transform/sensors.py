@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ingestion_project.transform.assets import RAW_DOCUMENTS
+from ingestion_project.config import default_settings
+from ingestion_project.transform.assets import RAW_DOCUMENTS, database_asset_keys
 from ingestion_project.transform.jobs import build_warehouse
 
 ACTIVE_RUN_STATUSES = [
@@ -17,13 +18,18 @@ ACTIVE_RUN_STATUSES = [
 
 
 def newest_materialization_after(instance: dg.DagsterInstance, cursor: str | None) -> int | None:
-    """Storage id of the newest `raw_documents` materialization after the cursor (a storage id), if any."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=RAW_DOCUMENTS, after_storage_id=int(cursor) if cursor else None),
-        limit=1,
-        ascending=False,
-    ).records
-    return records[0].storage_id if records else None
+    """Storage id of the newest materialization of `raw_documents` or a database table after the cursor (a
+    storage id), if any."""
+    newest = None
+    for key in (RAW_DOCUMENTS, *database_asset_keys(default_settings())):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=int(cursor) if cursor else None),
+            limit=1,
+            ascending=False,
+        ).records
+        if records and (newest is None or records[0].storage_id > newest):
+            newest = records[0].storage_id
+    return newest
 
 
 def active_run_ids(instance: dg.DagsterInstance, job_name: str) -> list[str]:

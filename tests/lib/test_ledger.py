@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingestion_project.lib.keys import DocumentRef
-from ingestion_project.lib.ledger import Failure, Ledger, Status, closed_key, create_ledger_engine
+from ingestion_project.lib.ledger import Failure, Ledger, Status, Watermark, closed_key, create_ledger_engine
 from ingestion_project.lib.versions import DocumentVersion
 
 
@@ -241,3 +241,30 @@ def test_success_records_each_versions_schema_and_its_change_against_the_sources
         [{"name": "amount", "from": "double", "to": "string"}],
     )
     assert ledger.schema_version(version("c.csv").as_row())["id"] == changed["id"]
+
+
+def test_a_watermark_moves_only_with_a_successful_extraction_and_a_reset_forgets_it(ledger):
+    mark = Watermark("public.payments", "updated_at", "2026-11-02T11:00:00+00:00", "timestamp")
+    first, failed, second = discovered(
+        ledger, version("public.payments", "x1"), version("t2", "x2"), version("t3", "x3")
+    )
+    lease = ledger.claim([first, failed, second], "r1", LEASE)
+    assert ledger.watermark("s", "public.payments") is None
+    ledger.succeed(first, lease.token, sha256="x", records=5, bytes_read=1, duration_ms=1, watermark=mark)
+    assert ledger.watermark("s", "public.payments") == mark
+    # A failed extraction records no watermark; a later success moves the same row on.
+    ledger.fail(failed, lease.token, failure("dlq/t2.json"))
+    later = Watermark("public.payments", "updated_at", "2026-11-03T00:00:00+00:00", "timestamp")
+    ledger.succeed(second, lease.token, sha256="x", records=1, bytes_read=1, duration_ms=1, watermark=later)
+    assert ledger.watermark("s", "public.payments") == later
+    assert [(r["table_name"], r["etag"]) for r in ledger.watermark_rows()] == [("public.payments", "x3")]
+    assert ledger.reset_watermark("s", "public.payments") == later
+    assert ledger.watermark("s", "public.payments") is None
+    # A lost lease moves nothing.
+    [lost] = discovered(ledger, version("public.payments", "x4"))
+    ledger.claim([lost], "r2", LEASE)
+    assert (
+        ledger.succeed(lost, "not-the-token", sha256="x", records=1, bytes_read=1, duration_ms=1, watermark=mark)
+        is None
+    )
+    assert ledger.watermark("s", "public.payments") is None

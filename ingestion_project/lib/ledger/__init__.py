@@ -21,8 +21,9 @@ from ingestion_project.lib.ledger.schema import (
     dead_letters,
     processed_files,
     schema_versions,
+    watermarks,
 )
-from ingestion_project.lib.ledger.store import SOURCE_REMOVED, Failure, Lease, Ledger, closed_key
+from ingestion_project.lib.ledger.store import SOURCE_REMOVED, Failure, Lease, Ledger, Watermark, closed_key
 
 __all__ = [
     "IN_FLIGHT",
@@ -37,6 +38,8 @@ __all__ = [
     "dead_letters",
     "processed_files",
     "schema_versions",
+    "Watermark",
+    "watermarks",
 ]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")

@@ -137,3 +137,18 @@ schema_versions = sa.Table(
     sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_schema_versions_version"),
     sa.Index("ix_schema_versions_source", "source", "id"),
 )
+
+# 0005: how far each incremental database extraction has read (its table's greatest watermark value so far).
+watermarks = sa.Table(
+    "watermarks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("table_name", sa.String(255), nullable=False),
+    sa.Column("column_name", sa.String(255), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),  # ISO 8601 for a timestamp, decimal digits for an integer
+    sa.Column("value_type", sa.String(16), nullable=False),  # "timestamp" | "integer"
+    sa.Column("etag", sa.String(255), nullable=False),  # the extraction that set it
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("source", "table_name", name="uq_watermarks_table"),
+)

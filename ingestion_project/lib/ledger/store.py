@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion_project.lib.ledger.schema import Status, dead_letters, processed_files, schema_versions
+from ingestion_project.lib.ledger.schema import Status, dead_letters, processed_files, schema_versions, watermarks
 from ingestion_project.lib.schemas import Columns, diff, fingerprint
 from ingestion_project.lib.versions import DocumentVersion
 
@@ -76,6 +76,16 @@ class Failure:
     job_name: str
     content_type: str | None = None
     attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far an incremental extraction of one table has read: the greatest value of its watermark column."""
+
+    table_name: str
+    column_name: str
+    value: str  # ISO 8601 for a timestamp, decimal digits for an integer
+    value_type: str  # "timestamp" | "integer"
 
 
 class Ledger:
@@ -241,9 +251,11 @@ class Ledger:
         duration_ms: int,
         columns: Columns | None = None,
         contract: dict | None = None,
+        watermark: Watermark | None = None,
     ) -> list[dict] | None:
-        """SUCCESS; the version's open dead letters are resolved, and its ``columns`` (when given) recorded in the
-        schema history, in the same transaction. None when the lease was lost."""
+        """SUCCESS; the version's open dead letters are resolved, its ``columns`` (when given) recorded in the
+        schema history and, for a database extraction, its table's ``watermark`` moved — all in one transaction, so
+        a watermark never moves past rows that did not land. None when the lease was lost."""
         with self.engine.begin() as conn:
             if not self._fenced(
                 conn,
@@ -265,7 +277,41 @@ class Ledger:
             row = self._row(conn, row_id)
             if columns is not None:
                 self._record_schema(conn, row, columns, contract)
+            if watermark is not None:
+                self._set_watermark(conn, row, watermark)
             return self._close_letters(conn, row, "resolved")
+
+    def _set_watermark(self, conn: Connection, row: dict, watermark: Watermark) -> None:
+        w = watermarks.c
+        values = {
+            "column_name": watermark.column_name,
+            "value": watermark.value,
+            "value_type": watermark.value_type,
+            "etag": row["etag"],
+            "updated_at": _now(),
+        }
+        where = (w.source == row["source"]) & (w.table_name == watermark.table_name)
+        if not conn.execute(watermarks.update().where(where).values(values)).rowcount:
+            conn.execute(watermarks.insert().values(source=row["source"], table_name=watermark.table_name, **values))
+
+    def watermark(self, source: str, table_name: str) -> Watermark | None:
+        """The watermark of an incremental extraction; None before its first one (or after a reset)."""
+        w = watermarks.c
+        rows = self._rows(sa.select(watermarks).where(w.source == source, w.table_name == table_name))
+        if not rows:
+            return None
+        return Watermark(table_name, rows[0]["column_name"], rows[0]["value"], rows[0]["value_type"])
+
+    def reset_watermark(self, source: str, table_name: str) -> Watermark | None:
+        """Forget a table's watermark, so its next extraction is full; returns the one forgotten."""
+        previous = self.watermark(source, table_name)
+        w = watermarks.c
+        with self.engine.begin() as conn:
+            conn.execute(watermarks.delete().where(w.source == source, w.table_name == table_name))
+        return previous
+
+    def watermark_rows(self) -> list[dict]:
+        return self._rows(sa.select(watermarks).order_by(watermarks.c.id))
 
     def _record_schema(self, conn: Connection, row: dict, columns: Columns, contract: dict | None = None) -> None:
         """The version's schema and its change against the source's latest recorded one (once per version)."""
