@@ -46,7 +46,7 @@ dev: s3-start
 	  mkdir -p data && \
 	  $(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port $${DAGSTER_PORT:-3000}
 
-demo: install
+demo: install postgres
 	$(BIN)/python -m ingestion_project.devtools.demo
 
 # A benchmark, not a test: it prints figures. BENCH_DOCUMENTS=N changes the 2000 documents of the throughput part,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import boto3
 import dagster as dg
 import duckdb
 
+from ingestion_project.devtools.local_postgres import LocalPostgres
 from ingestion_project.devtools.local_s3 import LocalS3Server
 from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from ingestion_project.devtools.shop_database import change_payments, create_payments, payment_count
 from ingestion_project.failures.assets import TERMINAL_FIGURES, conservation
 from ingestion_project.lib.ledger import Ledger
 
@@ -34,6 +37,7 @@ class PassReport:
 
     requested: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    extractions: list[str] = field(default_factory=list)  # database extraction jobs run, and how they ended
     skip_reason: str | None = None
     warehouse_ran: bool = False
     warehouse_succeeded: bool = False
@@ -54,7 +58,33 @@ def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
     found = _tick(defs, "document_discovery_sensor", instance)
     if isinstance(found, dg.SkipReason):
         report.skip_reason = found.skip_message
+    else:
+        _ingest(defs, instance, found, report)
+    if os.environ.get("SHOP_DATABASE_URL"):
+        result = defs.get_job_def("extract_shop").execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        report.extractions.append(f"extract_shop: {'succeeded' if result.success else 'FAILED'}")
+    if not (report.requested or report.extractions):
         return report
+    build = _tick(defs, "warehouse_after_ingestion_sensor", instance)
+    for request in getattr(build, "run_requests", None) or []:
+        result = defs.get_job_def(request.job_name or "build_warehouse").execute_in_process(
+            instance=instance, tags=request.tags, run_config=QUIET, raise_on_error=False
+        )
+        report.warehouse_ran = True
+        report.warehouse_succeeded = result.success
+        for evaluation in result.get_asset_check_evaluations():
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
+                report.warnings.append(name)
+            else:
+                report.checks[name] = evaluation.passed
+    return report
+
+
+def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance, found: dg.SensorResult, report: PassReport) -> None:
+    """The ingestion runs one discovery tick requested, launched as the daemon would."""
     for request in found.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     ingest = defs.get_job_def("ingest_documents")
@@ -71,20 +101,6 @@ def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
             report.failures[request.run_key] = (
                 failure.user_failure_data.description if failure and failure.user_failure_data else "run failed"
             )
-    build = _tick(defs, "warehouse_after_ingestion_sensor", instance)
-    for request in getattr(build, "run_requests", None) or []:
-        result = defs.get_job_def(request.job_name or "build_warehouse").execute_in_process(
-            instance=instance, tags=request.tags, run_config=QUIET, raise_on_error=False
-        )
-        report.warehouse_ran = True
-        report.warehouse_succeeded = result.success
-        for evaluation in result.get_asset_check_evaluations():
-            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
-                report.warnings.append(name)
-            else:
-                report.checks[name] = evaluation.passed
-    return report
 
 
 def _table(rows: list[tuple], headers: tuple[str, ...]) -> str:
@@ -190,6 +206,54 @@ def summarize(report: PassReport, ledger_rows: list[dict], warehouse: Path) -> l
     return problems
 
 
+def summarize_contracts_and_databases(warehouse: Path, book: Ledger, source_rows: int | None) -> list[str]:
+    """Schema drift and what the orders contract did; the database extractions and their watermark."""
+    problems = []
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        result = con.execute(
+            "select source, object_key, contract_mode, cast(columns_added as varchar) as added, "
+            "cast(columns_retyped as varchar) as retyped, rescued_rows "
+            "from main.fct_schema_changes where not is_first_schema order by schema_version_id"
+        )
+        changes = result.fetchall()
+        print(
+            "\nSchema drift and contracts (fct_schema_changes)\n"
+            + _table(changes, tuple(c[0] for c in result.description))
+        )
+        rescued = con.execute(
+            "select order_id, amount, rescued_data from main.stg_bronze__orders where rescued_data is not null "
+            "order by 1"
+        ).fetchall()
+        print(
+            "\nRescued by the orders contract (stg_bronze__orders)\n"
+            + _table(rescued, ("order_id", "amount", "rescued_data"))
+        )
+        if not any("12.50 EUR" in (r[2] or "") for r in rescued):
+            problems.append("the '12.50 EUR' amount was not rescued")
+        staged = con.execute(
+            "select count(*), count(*) filter (where status = 'refunded') from main.stg_shop__payments"
+        ).fetchall()
+    extractions = [
+        (r["etag"], r["status"], r["records_ingested"], r["error_message"] or "") for r in book.versions("shop")
+    ]
+    print(
+        "\nDatabase extractions (shop.public.payments)\n"
+        + _table(extractions, ("extraction", "status", "rows", "error"))
+    )
+    watermark = book.watermark("shop", "public.payments")
+    print(f"Watermark: {watermark.column_name} = {watermark.value}" if watermark else "Watermark: none")
+    if source_rows is not None:
+        print(
+            f"Payments in the source table: {source_rows}; "
+            f"in stg_shop__payments: {staged[0][0]} ({staged[0][1]} refunded)"
+        )
+        if staged[0][0] != source_rows:
+            problems.append(f"stg_shop__payments has {staged[0][0]} payments, the source table {source_rows}")
+        if [r[1] for r in extractions] != ["SUCCESS", "SUCCESS"]:
+            problems.append(f"expected two successful extractions of payments, got {extractions}")
+    return problems
+
+
 def main() -> int:
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     WORK_DIR.mkdir(parents=True)
@@ -199,10 +263,15 @@ def main() -> int:
         INGESTION_WAREHOUSE_PATH=str(warehouse),
         DO_NOT_TRACK="1",
     )
-    with LocalS3Server(WORK_DIR / "s3") as server:
+    # The postgres user runs the server and cannot enter private directories: its state goes under /tmp.
+    pg_state = tempfile.mkdtemp(prefix="ingestion-demo-pg-")
+    with LocalS3Server(WORK_DIR / "s3") as server, LocalPostgres(pg_state) as postgres:
         os.environ.update(server.env())
         uploaded = seed(boto3.client("s3"), DEFAULT_SAMPLES_DIR)
         print(f"Local S3 at {server.endpoint_url}: uploaded {len(uploaded)} sample documents")
+        shop_url = postgres.create_database("shop")
+        os.environ["SHOP_DATABASE_URL"] = shop_url
+        print(f"Local PostgreSQL on port {postgres.port}: shop.payments has {create_payments(shop_url)} rows")
         from ingestion_project.devtools.workspace import workspace_definitions
 
         defs = workspace_definitions()
@@ -212,8 +281,16 @@ def main() -> int:
         home.mkdir()
         with dg.DagsterInstance.local_temp(tempdir=str(home), overrides={"telemetry": {"enabled": False}}) as instance:
             report = run_pass(defs, instance)
+            # New payments and a refund after the watermark: the second extraction reads just those.
+            change_payments(shop_url)
+            second = run_pass(defs, instance)
+            report.extractions += second.extractions
+            report.warehouse_succeeded = report.warehouse_succeeded and second.warehouse_succeeded
         book = LedgerResource().ledger()
-        problems = summarize(report, book.versions(), warehouse) + summarize_failures(book)
+        problems = summarize(report, [r for r in book.versions() if r["source"] != "shop"], warehouse)
+        problems += summarize_contracts_and_databases(warehouse, book, payment_count(shop_url))
+        problems += summarize_failures(book)
+    shutil.rmtree(pg_state, ignore_errors=True)
     if problems:
         print("\nUnexpected:\n" + "\n".join(f"- {p}" for p in problems))
         return 1
