@@ -2,7 +2,8 @@
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -89,8 +90,49 @@ def define_warehouse_dbt_assets() -> dg.AssetsDefinition:
         roots = config.bronze_roots if config.bronze_roots is not None else bronze_roots()
         ensure_warehouse_dir()
         yield from dbt.cli(dbt_build_args(roots, full_refresh=config.full_refresh), context=context).stream()
+        yield from source_freshness(context, dbt, roots)
 
     return warehouse_dbt_assets
+
+
+FRESHNESS_STATUS = {"pass": "fresh", "warn": "late (warn_after)", "error": "late (error_after)"}
+
+
+def source_freshness(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, roots: Sequence[str]
+) -> Iterator[dg.AssetObservation]:
+    """`dbt source freshness` after the build, each source's result an observation of the asset behind it.
+
+    Stale sources do not fail the build (dbt exits non-zero for them): they are logged as warnings and shown on
+    the source's asset (`raw_documents`, `ingestion_ledger`) with how old its newest row is.
+    """
+    project = prepared_dbt_project()
+    target = Path(project.project_dir) / "target" / f"freshness-{context.run.run_id[:8]}"
+    args = ["source", "freshness", "--vars", json.dumps({"bronze_roots": list(roots)})]
+    invocation = dbt.cli(args, raise_on_error=False, manifest=project.manifest_path, target_path=target)
+    invocation.wait()
+    try:
+        results = invocation.get_artifact("sources.json")["results"]
+    except FileNotFoundError:
+        context.log.warning(f"dbt source freshness wrote no results: {invocation.get_error()}")
+        return
+    translator = WarehouseTranslator()
+    nodes = invocation.get_artifact("manifest.json")["sources"]
+    for result in results:
+        node = nodes[result["unique_id"]]
+        status = FRESHNESS_STATUS.get(result["status"], result["status"])
+        name = f"{node['source_name']}.{node['name']}"
+        if result["status"] != "pass":
+            context.log.warning(f"dbt source {name} is {status}: {result.get('error') or result.get('message') or ''}")
+        yield dg.AssetObservation(
+            asset_key=translator.get_asset_key(node),
+            metadata={
+                "dbt_source": name,
+                "freshness": status,
+                "max_loaded_at": str(result.get("max_loaded_at") or ""),
+                "age_seconds": dg.MetadataValue.float(float(result.get("max_loaded_at_time_ago_in_s") or 0)),
+            },
+        )
 
 
 def __getattr__(name: str) -> dg.AssetsDefinition:
