@@ -56,8 +56,11 @@ def sources_are_fresh(ingestion: IngestionResource, ledger: LedgerResource) -> d
 
 check_source_freshness_job = dg.define_asset_job(
     "check_source_freshness",
-    selection=dg.AssetSelection.checks(sources_are_fresh),
-    description="Evaluate the sources' freshness expectations (sources_are_fresh).",
+    selection=dg.AssetSelection.checks_for_assets(raw_documents),
+    description=(
+        "Evaluate the checks on raw_documents: the sources' freshness expectations (sources_are_fresh) and each "
+        "source's quality rules (<source>_meets_quality_rules)."
+    ),
 )
 
 source_freshness_schedule = dg.ScheduleDefinition(

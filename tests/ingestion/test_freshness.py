@@ -12,8 +12,10 @@ from ingestion_project.ingestion.freshness import (
     source_freshness_schedule,
     sources_are_fresh,
 )
+from ingestion_project.ingestion.quality_checks import quality_checks
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.versions import DocumentVersion
+from tests.ingestion.test_raw_documents import run_batch, sensor_requests
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -61,3 +63,45 @@ def test_the_schedule_runs_the_check_hourly_in_the_ingestion_location():
     job = ingestion_defs.resolve_job_def("check_source_freshness")
     assert job is not None
     assert ingestion_defs.resolve_schedule_def("source_freshness_schedule").job_name == "check_source_freshness"
+
+
+def test_a_sources_quality_check_warns_while_documents_are_held_back_by_its_rules(
+    inbox, write_sources, resources_for, ledger_resource
+):
+    quality = {"unique": ["order_id"], "ranges": {"amount": {"min": 0}}}
+    sources = [
+        {"name": "inbox", "type": "local", "path": str(inbox), "quality": quality},
+        {"name": "plain", "type": "local", "path": str(inbox)},  # no rules: no check
+    ]
+    resources = resources_for(write_sources(sources))
+    settings = resources["ingestion"].settings()
+    checks = quality_checks(settings)
+    assert [next(iter(c.check_specs)).name for c in checks] == ["inbox_meets_quality_rules"]
+    defs = dg.Definitions(
+        assets=[raw_documents],
+        asset_checks=[sources_are_fresh, *checks],
+        jobs=[check_source_freshness_job],
+        resources=resources,
+    )
+
+    def evaluate() -> dg.AssetCheckEvaluation:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = defs.resolve_job_def("check_source_freshness").execute_in_process(instance=instance)
+        return {e.check_name: e for e in result.get_asset_check_evaluations()}["inbox_meets_quality_rules"]
+
+    assert evaluate().passed
+    (inbox / "negative.csv").write_text("order_id,amount\nORD-1,10.50\nORD-2,-3.25\n")
+    (inbox / "good.csv").write_text("order_id,amount\nORD-3,1\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for request in sensor_requests(resources, instance):
+            run_batch(resources, instance, request)
+    held = evaluate()
+    assert not held.passed and held.severity == dg.AssetCheckSeverity.WARN
+    assert held.metadata["by_rule"].value == {"ranges": 1}
+    assert list(held.metadata["documents"].value) == [DocumentRef("inbox", "", "negative.csv").partition_key]
+    # Fixed in place: the new version lands, the dead letter closes, and the check passes again.
+    (inbox / "negative.csv").write_text("order_id,amount\nORD-1,10.50\nORD-2,3.25\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for request in sensor_requests(resources, instance):
+            run_batch(resources, instance, request)
+    assert evaluate().passed
