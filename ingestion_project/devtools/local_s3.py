@@ -362,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "start":
             server.wait_until_ready()  # already running, perhaps still starting: give it the usual time
         elif args.command == "stop" and server is not None:
+            pid = server.pid
             server.stop()
+            print(f"stopped the local S3 server (pid {pid}, state kept in {server.state_dir})")
+        elif args.command == "stop":
+            print(f"no local S3 server is running for {args.state_dir}")
         elif args.command == "env" and server is None:
             raise LocalS3Error(f"no local S3 server is running for {args.state_dir}; run `start` first")
         if args.command == "start":

@@ -153,7 +153,7 @@ def test_seed_uploads_the_sample_set_idempotently(s3_client, tmp_path):
     first = seed(s3_client, tmp_path, buckets=[*names.values(), empty])
     second = seed(s3_client, tmp_path, buckets=[*names.values(), empty])
 
-    assert set(first) == expected and len(first) == 8
+    assert set(first) == expected and len(first) == 10
     assert second == first
     notes = s3_client.get_object(Bucket=names["docs"], Key=RELEASE_NOTES_KEY)
     assert notes["ContentType"] == "text/markdown"
