@@ -13,6 +13,7 @@ from ingestion_project.devtools.workspace import workspace_definitions
 
 defs = workspace_definitions()
 RUN_STATUS_SENSORS = ("ingestion_failed_run_sensor", "ingestion_canceled_run_sensor")
+ALERT_SENSORS = ("run_failure_alert_sensor", "dead_letter_alert_sensor")
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
 
 
@@ -50,11 +51,12 @@ def test_definitions_load_with_both_domains():
         "document_discovery_sensor",
         "warehouse_after_ingestion_sensor",
         *RUN_STATUS_SENSORS,
+        *ALERT_SENSORS,
     }
 
 
 def test_sensors_start_running_by_default():
-    for name in ("document_discovery_sensor", "warehouse_after_ingestion_sensor", *RUN_STATUS_SENSORS):
+    for name in ("document_discovery_sensor", "warehouse_after_ingestion_sensor", *RUN_STATUS_SENSORS, *ALERT_SENSORS):
         assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 

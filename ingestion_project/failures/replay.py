@@ -67,6 +67,7 @@ def replay_dead_letters_job():
 
 
 replay_dead_letters_schedule = dg.ScheduleDefinition(
+    name="replay_dead_letters_schedule",  # the name the README and the UI share
     job=replay_dead_letters_job,
     cron_schedule="0 * * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,

@@ -672,6 +672,17 @@ class Ledger:
                 for source, at in conn.execute(query)
             }
 
+    def oldest_in_flight(self) -> dict | None:
+        """The version waiting longest for a fate (DISCOVERED or PROCESSING), by discovery time; None if none."""
+        query = (
+            sa.select(processed_files)
+            .where(t.status.in_([Status.DISCOVERED, Status.PROCESSING]))
+            .order_by(t.discovered_at, t.id)
+            .limit(1)
+        )
+        rows = self._rows(query)
+        return rows[0] if rows else None
+
     def versions(self, source: str | None = None) -> list[dict]:
         query = sa.select(processed_files).order_by(t.id)
         return self._rows(query.where(t.source == source) if source else query)
