@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 S3_STATE := .local/s3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help install dev demo test test-quick bench lint validate postgres s3-start s3-stop clean
+.PHONY: help install dev demo test test-quick bench health lint validate postgres s3-start s3-stop clean
 
 help:
 	@echo "make dev    install, start the local S3 server with sample documents, run dagster dev (sensors on)"
@@ -21,6 +21,7 @@ help:
 	@echo "make test   lint, validate the definitions, run the whole test suite"
 	@echo "make test-quick  lint and the fast tests (ledger, sensor, asset, config): the inner loop"
 	@echo "make bench  throughput, large and hostile files, discovery, dbt and import costs, each next to a baseline"
+	@echo "make health  one line per check (S3 per source, ledger, warehouse, sensors, backlog); non-zero if unhealthy"
 	@echo "make s3-stop  stop the local S3 server that make dev started"
 
 $(UV):
@@ -45,6 +46,11 @@ dev: s3-start
 	  $(BIN)/python -m ingestion_project.devtools.seed && \
 	  mkdir -p data && \
 	  $(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port $${DAGSTER_PORT:-3000}
+
+# The local S3 server's environment when make dev started one; otherwise the AWS_* environment as it is.
+health: install
+	@eval "$$($(BIN)/python -m ingestion_project.devtools.local_s3 env --state-dir $(S3_STATE) 2>/dev/null)"; \
+	  $(BIN)/python -m ingestion_project.health
 
 demo: install postgres
 	$(BIN)/python -m ingestion_project.devtools.demo

@@ -1,0 +1,172 @@
+"""`make health` (python -m ingestion_project.health): is the platform healthy right now?
+
+One line per check — each S3 source and the bronze bucket reachable, the ledger open and migrated, the warehouse
+readable and built, the sensors ticking, the oldest document in flight not too old — then exit 0 when all are
+ok and 1 when any is not. It reads the same environment as Dagster (sources file, AWS_*, ledger URL, warehouse
+path, DAGSTER_HOME).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+from ingestion_project.config import Settings, default_settings
+from ingestion_project.ingestion.resources import LedgerResource, S3Resource
+from ingestion_project.transform.warehouse import warehouse_path
+
+SENSORS = ("document_discovery_sensor", "warehouse_after_ingestion_sensor")
+DEFAULT_MAX_IN_FLIGHT = timedelta(hours=1)
+DEFAULT_MAX_TICK_AGE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+
+
+def _timed(name: str, probe: Callable[[], str]) -> Check:
+    started = time.monotonic()
+    try:
+        detail = probe()
+    except Exception as error:  # noqa: BLE001 - a failing probe is the check's result
+        return Check(name, False, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    return Check(name, True, f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
+
+
+def s3_checks(settings: Settings, client) -> Iterator[Check]:
+    """Each S3 source's bucket and prefix can be listed; the bronze bucket too."""
+    for source in settings.sources:
+        if source.type != "s3":
+            continue
+
+        def probe(source=source) -> str:
+            listed = client.list_objects_v2(Bucket=source.bucket, Prefix=source.prefix, MaxKeys=1)
+            return (
+                f"s3://{source.bucket}/{source.prefix} reachable ({listed.get('KeyCount', 0)} key(s) in a 1-key page)"
+            )
+
+        yield _timed(f"s3 source {source.name}", probe)
+    if settings.bronze.s3:
+        bucket = settings.bronze.s3.bucket
+        yield _timed("s3 bronze", lambda: client.head_bucket(Bucket=bucket) and f"s3://{bucket} reachable")
+
+
+def ledger_checks(ledger: LedgerResource, max_in_flight: timedelta) -> Iterator[Check]:
+    book_holder = {}
+
+    def open_ledger() -> str:
+        book = book_holder["book"] = ledger.ledger()  # opening it applies migrations
+        counts = book.status_counts()
+        return f"{book.engine.url.render_as_string(hide_password=True)} open, {sum(counts.values()):,} version(s)"
+
+    check = _timed("ledger", open_ledger)
+    yield check
+    if not check.ok:
+        return
+    oldest = book_holder["book"].oldest_in_flight()
+    if oldest is None:
+        yield Check("oldest in flight", True, "nothing waiting")
+        return
+    waiting = datetime.now(UTC) - oldest["discovered_at"]
+    yield Check(
+        "oldest in flight",
+        waiting <= max_in_flight,
+        f"{oldest['partition_key']} {oldest['status']} for {str(waiting).split('.')[0]} (limit {max_in_flight})",
+    )
+
+
+def warehouse_check() -> Check:
+    def probe() -> str:
+        path = warehouse_path()
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"no warehouse at {path} (has build_warehouse run?)")
+        with duckdb.connect(str(path), read_only=True) as con:
+            [(built,)] = con.execute("select max(loaded_at) from main.stg_bronze__documents").fetchall()
+        return f"{path} readable, last build read bronze at {built:%Y-%m-%d %H:%M} UTC" if built else f"{path} empty"
+
+    return _timed("warehouse", probe)
+
+
+def sensor_checks(max_tick_age: timedelta) -> Iterator[Check]:
+    """The sensor daemon's heartbeat is recent, and so is the newest tick of each sensor (from the DAGSTER_HOME
+    instance the daemon uses)."""
+    import dagster as dg
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    try:
+        instance = dg.DagsterInstance.get()
+    except Exception as error:  # noqa: BLE001
+        yield Check("sensors", False, f"no Dagster instance: {error}")
+        return
+    with instance:
+        now = datetime.now(UTC)
+        beat = instance.get_daemon_heartbeats().get("SENSOR")
+        if beat is None:
+            yield Check(
+                "sensor daemon", False, "no heartbeat on this instance (is `dagster dev` or the daemon running?)"
+            )
+        else:
+            age = now - datetime.fromtimestamp(beat.timestamp, UTC)
+            yield Check("sensor daemon", age <= max_tick_age, f"last heartbeat {str(age).split('.')[0]} ago")
+        states = {
+            state.instigator_name: state
+            for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        }
+        for name in SENSORS:
+            state = states.get(name)
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1) if state else []
+            if not ticks:
+                yield Check(f"sensor {name}", False, "has not ticked on this instance")
+                continue
+            age = now - datetime.fromtimestamp(ticks[0].timestamp, UTC)
+            yield Check(
+                f"sensor {name}",
+                age <= max_tick_age,
+                f"last tick {str(age).split('.')[0]} ago, {ticks[0].status.value.lower()}",
+            )
+
+
+def run_checks(
+    *,
+    settings: Settings | None = None,
+    ledger: LedgerResource | None = None,
+    sensors: bool = True,
+    max_in_flight: timedelta = DEFAULT_MAX_IN_FLIGHT,
+    max_tick_age: timedelta = DEFAULT_MAX_TICK_AGE,
+) -> list[Check]:
+    settings = settings or default_settings()
+    checks = list(s3_checks(settings, S3Resource(max_attempts=1).get_client()))
+    checks += ledger_checks(ledger or LedgerResource(), max_in_flight)
+    checks.append(warehouse_check())
+    if sensors:
+        checks += sensor_checks(max_tick_age)
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ingestion_project.health", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-sensors", action="store_true", help="skip the sensor ticks (no daemon expected)")
+    parser.add_argument("--max-in-flight-minutes", type=float, default=DEFAULT_MAX_IN_FLIGHT.total_seconds() / 60)
+    args = parser.parse_args(argv)
+    checks = run_checks(sensors=not args.no_sensors, max_in_flight=timedelta(minutes=args.max_in_flight_minutes))
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if not c.ok]
+    print(f"{'unhealthy: ' + ', '.join(failed) if failed else 'healthy'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
