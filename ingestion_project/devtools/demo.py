@@ -8,12 +8,16 @@ a good sample that failed, a broken one that did not, a failed dbt build or test
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import boto3
 import dagster as dg
@@ -27,8 +31,9 @@ from ingestion_project.failures.assets import TERMINAL_FIGURES, conservation
 from ingestion_project.lib.ledger import Ledger
 
 WORK_DIR = Path(__file__).resolve().parents[2] / ".local" / "demo"
-# The summary is the demo's output; run logs below warnings stay in the instance, as in the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The summary is the demo's output: run logs (a failed document's stack trace among them) stay in the instance,
+# as in the UI, and only a run that could not run at all is printed.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -52,7 +57,7 @@ def _tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor:
         return defs.get_sensor_def(name)(context)
 
 
-def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
+def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance, dbt_log: TextIO | None = None) -> PassReport:
     """One discovery tick → its ingestion runs → one warehouse tick → its dbt build, in this process."""
     report = PassReport()
     found = _tick(defs, "document_discovery_sensor", instance)
@@ -69,9 +74,11 @@ def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance) -> PassReport:
         return report
     build = _tick(defs, "warehouse_after_ingestion_sensor", instance)
     for request in getattr(build, "run_requests", None) or []:
-        result = defs.get_job_def(request.job_name or "build_warehouse").execute_in_process(
-            instance=instance, tags=request.tags, run_config=QUIET, raise_on_error=False
-        )
+        # dbt's console output goes to `dbt_log` (when given): the summary reports the build and its tests.
+        with contextlib.redirect_stdout(dbt_log) if dbt_log else contextlib.nullcontext():
+            result = defs.get_job_def(request.job_name or "build_warehouse").execute_in_process(
+                instance=instance, tags=request.tags, run_config=QUIET, raise_on_error=False
+            )
         report.warehouse_ran = True
         report.warehouse_succeeded = result.success
         for evaluation in result.get_asset_check_evaluations():
@@ -202,7 +209,7 @@ def summarize(report: PassReport, ledger_rows: list[dict], warehouse: Path) -> l
                 print(f"\n{title}\n" + _table(rows, tuple(c[0] for c in result.description)))
                 if not rows:
                     problems.append(f"{title.lower()} mart is empty")
-    print(f"\nWarehouse: {warehouse}")
+    print(f"\nWarehouse: {warehouse} (dbt's output: {WORK_DIR / 'dbt.log'})")
     return problems
 
 
@@ -255,6 +262,8 @@ def summarize_contracts_and_databases(warehouse: Path, book: Ledger, source_rows
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore", category=UserWarning, module="dagster")
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the sensors' per-tick INFO lines
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     WORK_DIR.mkdir(parents=True)
     warehouse = WORK_DIR / "warehouse.duckdb"
@@ -279,11 +288,13 @@ def main() -> int:
 
         home = WORK_DIR / "dagster"
         home.mkdir()
-        with dg.DagsterInstance.local_temp(tempdir=str(home), overrides={"telemetry": {"enabled": False}}) as instance:
-            report = run_pass(defs, instance)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        dbt_log = (WORK_DIR / "dbt.log").open("a")
+        with dg.DagsterInstance.local_temp(tempdir=str(home)) as instance, dbt_log:
+            report = run_pass(defs, instance, dbt_log)
             # New payments and a refund after the watermark: the second extraction reads just those.
             change_payments(shop_url)
-            second = run_pass(defs, instance)
+            second = run_pass(defs, instance, dbt_log)
             report.extractions += second.extractions
             report.warehouse_succeeded = report.warehouse_succeeded and second.warehouse_succeeded
         book = LedgerResource().ledger()
