@@ -40,8 +40,9 @@ def test_the_production_configuration_loads_into_a_postgres_instance(tmp_path, p
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         coordinator = instance.run_coordinator
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
-        assert coordinator.max_concurrent_runs == 8
-        limits = {limit["key"]: limit["limit"] for limit in coordinator.tag_concurrency_limits}
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 8
+        limits = {limit["key"]: limit["limit"] for limit in queue.tag_concurrency_limits}
         assert limits == {"ingestion/warehouse": 1, "ingestion/source": 6}
         assert instance.run_monitoring_enabled
         assert instance.get_settings("telemetry")["enabled"] is False
@@ -50,9 +51,11 @@ def test_the_production_configuration_loads_into_a_postgres_instance(tmp_path, p
 
 
 def test_the_daemon_runs_an_ingestion_pass_on_the_production_instance(
-    tmp_path, postgres_url, monkeypatch, s3_env, s3_client, fresh_bucket, write_sources
+    tmp_path, postgres_server, postgres_url, monkeypatch, s3_env, s3_client, fresh_bucket, write_sources
 ):
     home = production_home(tmp_path, postgres_url, monkeypatch)
+    # The ledger in a database of its own on the same server (see README, "Production").
+    ledger_url = postgres_server.create_database(f"ledger_{fresh_bucket.removeprefix('test-')}")
     for key, body in DOCUMENTS.items():
         s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=body.encode())
     sources = write_sources(
@@ -64,7 +67,7 @@ def test_the_daemon_runs_an_ingestion_pass_on_the_production_instance(
         DAGSTER_HOME=str(home),
         DAGSTER_POSTGRES_URL=postgres_url,
         INGESTION_SOURCES_FILE=sources,
-        INGESTION_LEDGER_URL=postgres_url,  # the ledger beside Dagster's tables, in its own schema
+        INGESTION_LEDGER_URL=ledger_url,
         INGESTION_WAREHOUSE_PATH=str(tmp_path / "warehouse.duckdb"),
         DO_NOT_TRACK="1",
     )
@@ -79,7 +82,7 @@ def test_the_daemon_runs_an_ingestion_pass_on_the_production_instance(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    book = Ledger(create_ledger_engine(postgres_url))
+    book = Ledger(create_ledger_engine(ledger_url))
     try:
         statuses: dict[str, int] = {}
         deadline = time.monotonic() + 300
