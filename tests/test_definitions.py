@@ -170,4 +170,3 @@ def test_the_merged_workspace_is_the_two_locations():
         job.name for name in code_locations() for job in location_defs(name).get_repository_def().get_all_jobs()
     }
     assert merged == separate
-
