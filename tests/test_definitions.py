@@ -170,3 +170,21 @@ def test_the_merged_workspace_is_the_two_locations():
         job.name for name in code_locations() for job in location_defs(name).get_repository_def().get_all_jobs()
     }
     assert merged == separate
+
+
+def test_resources_read_the_environment_as_variables(monkeypatch, tmp_path):
+    from ingestion_project.ingestion.resources import LEDGER_URL_ENV, LedgerResource, from_environment
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    monkeypatch.setenv(LEDGER_URL_ENV, url)
+    resource = LedgerResource(url=from_environment(LEDGER_URL_ENV))
+    assert isinstance(resource.url, dg.EnvVar)  # the UI shows the variable, not the URL
+
+    @dg.asset
+    def probe(ledger: LedgerResource) -> str:
+        return ledger.ledger().engine.url.render_as_string(hide_password=False)
+
+    result = dg.materialize([probe], resources={"ledger": resource})
+    assert result.output_for_node("probe") == url
+    monkeypatch.delenv(LEDGER_URL_ENV)
+    assert from_environment(LEDGER_URL_ENV) is None

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ingestion_project.config import default_settings
+from ingestion_project.config import SOURCES_FILE_ENV, default_settings
 from ingestion_project.databases.assets import database_assets, database_jobs, database_schedules
 from ingestion_project.failures.reconcile import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
 from ingestion_project.ingestion.assets import raw_documents
@@ -11,7 +11,7 @@ from ingestion_project.ingestion.freshness import (
 )
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.quality_checks import quality_checks
-from ingestion_project.ingestion.resources import DEFAULT_LEDGER, IngestionResource, S3Resource
+from ingestion_project.ingestion.resources import DEFAULT_LEDGER, IngestionResource, S3Resource, from_environment
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 
 # Validated at load: a bad sources file fails here, naming the source and field. Its database sources become assets.
@@ -24,7 +24,11 @@ defs = dg.Definitions(
     schedules=[source_freshness_schedule, *database_schedules(settings)],
     sensors=[document_discovery_sensor, ingestion_failed_run_sensor, ingestion_canceled_run_sensor],
     resources={
-        "ingestion": IngestionResource(s3=S3Resource()),
+        # Configured from the environment, shown in the UI as variables: the sources file and the S3 endpoint.
+        "ingestion": IngestionResource(
+            s3=S3Resource(endpoint_url=from_environment("AWS_ENDPOINT_URL_S3")),
+            sources_file=from_environment(SOURCES_FILE_ENV),
+        ),
         "ledger": DEFAULT_LEDGER,
     },
 )

@@ -119,5 +119,11 @@ class LedgerResource(dg.ConfigurableResource):
         return self._ledger
 
 
+def from_environment(name: str) -> dg.EnvVar | None:
+    """``dg.EnvVar(name)`` when the variable is set as the definitions load — the UI shows the variable's name, not
+    its value (a URL with a password stays out of it), and each run reads it — else None, the resource's default."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
 # One instance for both code locations, so that their definitions can also be merged into one (demo, tests).
-DEFAULT_LEDGER = LedgerResource()
+DEFAULT_LEDGER = LedgerResource(url=from_environment(LEDGER_URL_ENV))
