@@ -3,7 +3,11 @@ finds (new payments and a refund after the watermark)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 PAYMENTS = """
     create table if not exists payments (
@@ -23,39 +27,37 @@ FIRST_PAYMENTS = """
 """
 
 
-def create_payments(url: str) -> int:
-    """Create and fill the payments table (once); return its row count."""
+@contextmanager
+def _transaction(url: str) -> Iterator[Connection]:
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(PAYMENTS))
-            if not conn.execute(sa.text("select count(*) from payments")).scalar():
-                conn.execute(sa.text(FIRST_PAYMENTS))
-            return conn.execute(sa.text("select count(*) from payments")).scalar()
+            yield conn
     finally:
         engine.dispose()
+
+
+def create_payments(url: str) -> int:
+    """Create and fill the payments table (once); return its row count."""
+    with _transaction(url) as conn:
+        conn.execute(sa.text(PAYMENTS))
+        if not conn.execute(sa.text("select count(*) from payments")).scalar():
+            conn.execute(sa.text(FIRST_PAYMENTS))
+        return conn.execute(sa.text("select count(*) from payments")).scalar()
 
 
 def change_payments(url: str) -> None:
     """Two new payments and one refund, all after the watermark of the first extraction."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "insert into payments (order_id, amount, status, updated_at) values "
-                    "('ORD-1035', 88.00, 'paid', now()), ('ORD-1039', 61.00, 'pending', now())"
-                )
+    with _transaction(url) as conn:
+        conn.execute(
+            sa.text(
+                "insert into payments (order_id, amount, status, updated_at) values "
+                "('ORD-1035', 88.00, 'paid', now()), ('ORD-1039', 61.00, 'pending', now())"
             )
-            conn.execute(sa.text("update payments set status = 'refunded', updated_at = now() where id = 4"))
-    finally:
-        engine.dispose()
+        )
+        conn.execute(sa.text("update payments set status = 'refunded', updated_at = now() where id = 4"))
 
 
 def payment_count(url: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text("select count(*) from payments")).scalar()
-    finally:
-        engine.dispose()
+    with _transaction(url) as conn:
+        return conn.execute(sa.text("select count(*) from payments")).scalar()
