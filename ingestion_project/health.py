@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import duckdb
-
 from ingestion_project.config import Settings, default_settings
 from ingestion_project.ingestion.resources import LedgerResource, S3Resource
 from ingestion_project.transform.warehouse import warehouse_path
@@ -89,6 +87,8 @@ def ledger_checks(ledger: LedgerResource, max_in_flight: timedelta) -> Iterator[
 
 def warehouse_check() -> Check:
     def probe() -> str:
+        import duckdb  # here, not at import: the ingestion code location loads this module and never needs DuckDB
+
         path = warehouse_path()
         if path is None or not path.exists():
             raise FileNotFoundError(f"no warehouse at {path} (has build_warehouse run?)")
@@ -99,20 +99,34 @@ def warehouse_check() -> Check:
     return _timed("warehouse", probe)
 
 
-def sensor_checks(max_tick_age: timedelta) -> Iterator[Check]:
-    """The sensor daemon's heartbeat is recent, and so is the newest tick of each sensor (from the DAGSTER_HOME
-    instance the daemon uses)."""
+def sensor_checks(max_tick_age: timedelta, instance=None) -> Iterator[Check]:
+    """The sensor daemon's heartbeat is recent, and so is the newest tick of each sensor (from ``instance``, or
+    the DAGSTER_HOME instance the daemon uses)."""
+    import contextlib
+
     import dagster as dg
     from dagster._core.scheduler.instigation import InstigatorType
 
-    try:
-        instance = dg.DagsterInstance.get()
-    except Exception as error:  # noqa: BLE001
-        yield Check("sensors", False, f"no Dagster instance: {error}")
-        return
-    with instance:
+    if instance is None:
+        try:
+            instance = dg.DagsterInstance.get()
+        except Exception as error:  # noqa: BLE001
+            yield Check("sensors", False, f"no Dagster instance: {error}")
+            return
+        owned = instance
+    else:
+        owned = contextlib.nullcontext(instance)
+    with owned:
         now = datetime.now(UTC)
-        beat = instance.get_daemon_heartbeats().get("SENSOR")
+        try:
+            beat = instance.get_daemon_heartbeats().get("SENSOR")
+            states = {
+                state.instigator_name: state
+                for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+            }
+        except Exception as error:  # noqa: BLE001 - an instance without daemon or schedule storage
+            yield Check("sensors", False, f"the instance keeps no sensor state: {error}")
+            return
         if beat is None:
             yield Check(
                 "sensor daemon", False, "no heartbeat on this instance (is `dagster dev` or the daemon running?)"
@@ -120,10 +134,6 @@ def sensor_checks(max_tick_age: timedelta) -> Iterator[Check]:
         else:
             age = now - datetime.fromtimestamp(beat.timestamp, UTC)
             yield Check("sensor daemon", age <= max_tick_age, f"last heartbeat {str(age).split('.')[0]} ago")
-        states = {
-            state.instigator_name: state
-            for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-        }
         for name in SENSORS:
             state = states.get(name)
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1) if state else []
@@ -145,13 +155,14 @@ def run_checks(
     sensors: bool = True,
     max_in_flight: timedelta = DEFAULT_MAX_IN_FLIGHT,
     max_tick_age: timedelta = DEFAULT_MAX_TICK_AGE,
+    instance=None,
 ) -> list[Check]:
     settings = settings or default_settings()
     checks = list(s3_checks(settings, S3Resource(max_attempts=1).get_client()))
     checks += ledger_checks(ledger or LedgerResource(), max_in_flight)
     checks.append(warehouse_check())
     if sensors:
-        checks += sensor_checks(max_tick_age)
+        checks += sensor_checks(max_tick_age, instance)
     return checks
 
 

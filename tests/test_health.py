@@ -83,3 +83,28 @@ def test_make_health_reports_a_stopped_s3_server_as_a_failure(s3_env, write_sour
     assert any(line.startswith("FAIL  s3 source orders:") for line in lines), done.stdout
     assert any(line.startswith("ok    ledger:") for line in lines), done.stdout
     assert lines[-1].startswith("unhealthy: s3 source orders")
+
+
+def test_the_health_checks_are_an_asset_check_in_the_ui(
+    s3_env, fresh_bucket, write_sources, resources_for, tmp_path, monkeypatch
+):
+    import dagster as dg
+
+    from ingestion_project.ingestion.assets import raw_documents
+    from ingestion_project.ingestion.health_check import platform_is_healthy
+
+    sources = write_sources([{"name": "inbox", "type": "local", "path": str(tmp_path)}], bronze_bucket=fresh_bucket)
+    resources = resources_for(sources)
+    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", built_warehouse(tmp_path / "warehouse.duckdb"))
+    defs = dg.Definitions(assets=[raw_documents], asset_checks=[platform_is_healthy], resources=resources)
+    job = dg.define_asset_job("health", selection=dg.AssetSelection.checks(platform_is_healthy))
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        result = defs.resolve_job_def("health").execute_in_process(instance=instance)
+    [evaluation] = result.get_asset_check_evaluations()
+    # Everything but the sensors is healthy: no daemon has ticked on a fresh instance.
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    failing = {name for name, value in evaluation.metadata.items() if value.value.startswith("FAIL")}
+    assert failing == {"sensor daemon", "sensor document_discovery_sensor", "sensor warehouse_after_ingestion_sensor"}
+    assert evaluation.metadata["ledger"].value.startswith("ok: ")

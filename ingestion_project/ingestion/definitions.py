@@ -9,6 +9,7 @@ from ingestion_project.ingestion.freshness import (
     source_freshness_schedule,
     sources_are_fresh,
 )
+from ingestion_project.ingestion.health_check import platform_is_healthy
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.quality_checks import quality_checks
 from ingestion_project.ingestion.resources import DEFAULT_LEDGER, IngestionResource, S3Resource, from_environment
@@ -19,7 +20,7 @@ settings = default_settings()
 
 defs = dg.Definitions(
     assets=[raw_documents, *database_assets(settings)],
-    asset_checks=[sources_are_fresh, *quality_checks(settings)],
+    asset_checks=[sources_are_fresh, platform_is_healthy, *quality_checks(settings)],
     jobs=[ingest_documents_job, check_source_freshness_job, *database_jobs(settings)],
     schedules=[source_freshness_schedule, *database_schedules(settings)],
     sensors=[document_discovery_sensor, ingestion_failed_run_sensor, ingestion_canceled_run_sensor],

@@ -1,0 +1,28 @@
+"""The health checks of `make health` as an asset check on raw_documents, so the UI shows them too."""
+
+import dagster as dg
+
+from ingestion_project.health import run_checks
+from ingestion_project.ingestion.assets import raw_documents
+from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+
+
+@dg.asset_check(
+    asset=raw_documents,
+    name="platform_is_healthy",
+    description=(
+        "The checks of `make health`: S3 per source and bronze, the ledger, the warehouse, the sensor daemon and "
+        "sensor ticks, the oldest document in flight. Fails (a warning) naming what is wrong."
+    ),
+)
+def platform_is_healthy(
+    context: dg.AssetCheckExecutionContext, ingestion: IngestionResource, ledger: LedgerResource
+) -> dg.AssetCheckResult:
+    checks = run_checks(settings=ingestion.settings(), ledger=ledger, instance=context.instance)
+    failed = [check for check in checks if not check.ok]
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(f"{c.name}: {c.detail}" for c in failed) if failed else "All healthy.",
+        metadata={check.name: ("ok: " if check.ok else "FAIL: ") + check.detail for check in checks},
+    )
