@@ -58,7 +58,12 @@ def s3_checks(settings: Settings, client) -> Iterator[Check]:
         yield _timed(f"s3 source {source.name}", probe)
     if settings.bronze.s3:
         bucket = settings.bronze.s3.bucket
-        yield _timed("s3 bronze", lambda: client.head_bucket(Bucket=bucket) and f"s3://{bucket} reachable")
+
+        def bronze() -> str:
+            client.head_bucket(Bucket=bucket)
+            return f"s3://{bucket} reachable"
+
+        yield _timed("s3 bronze", bronze)
 
 
 def ledger_checks(ledger: LedgerResource, max_in_flight: timedelta) -> Iterator[Check]:

@@ -121,12 +121,15 @@
         {{ return([]) }}
     {%- endif -%}
     {%- set declared = source_node(source_relation).columns.keys() | map('lower') | list -%}
+    {#- From the manifests already staged (their columns_json), not by reading the data files a second time. -#}
     {%- set query -%}
-        describe select * from read_parquet(
-            [{%- for path in paths -%}{{ sql_string(path) }}{{ ", " if not loop.last }}{%- endfor -%}],
-            union_by_name = true,
-            hive_partitioning = false
+        select distinct column_entry ->> 'name' as name
+        from {{ ref('stg_bronze__documents') }},
+            unnest(cast(columns_json as json[])) as entries(column_entry)
+        where data_path in (
+            {%- for path in paths -%}{{ sql_string(path) }}{{ ", " if not loop.last }}{%- endfor -%}
         )
+        order by 1
     {%- endset -%}
     {%- set extras = [] -%}
     {%- for name in run_query(query).columns[0].values() -%}

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from ingestion_project.config import DatabaseTableConfig, PostgresSourceConfig, Settings
 from ingestion_project.databases.extract import classified, extract, extraction_id, write_bronze
+from ingestion_project.databases.keys import table_asset_key
 from ingestion_project.failures.classes import error_class, limits_for, next_delay
 from ingestion_project.failures.dead_letters import record_key, write_pending
 from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
@@ -46,10 +47,6 @@ class ExtractionConfig(dg.Config):
             "staging keeps the newest row of each key, so rows read again are not counted twice."
         ),
     )
-
-
-def table_asset_key(source: str, table: str) -> dg.AssetKey:
-    return dg.AssetKey(["database", source, table])
 
 
 def database_assets(settings: Settings) -> list[dg.AssetsDefinition]:
@@ -242,9 +239,10 @@ def _failed(
     error: Exception,
 ) -> None:
     """Retry what may pass (within this run, with backoff); otherwise FAILED with a dead letter, then fail."""
-    failure_class = error_class(classified(error))
+    as_class = classified(error)
+    failure_class = error_class(as_class)
     limits = limits_for(source.retries, failure_class)
-    described = f"{type(error).__name__}: {classified(error)}"
+    described = f"{type(error).__name__}: {as_class}"
     retries = context.retry_number
     if limits is not None and retries < limits.max_retries:
         book.record_try(row["id"], token, error_class=failure_class, error_type=type(error).__name__, message=described)

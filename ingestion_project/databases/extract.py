@@ -15,7 +15,6 @@ from __future__ import annotations
 import decimal
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -172,12 +171,11 @@ def _arrow_type(kind: sa.types.TypeEngine) -> pa.DataType:
 
 
 def _text(value: object) -> str | None:
+    """A value of a text column: JSON for dicts and lists (json/jsonb), str() for the rest (UUIDs, intervals...)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, default=str)
-    if isinstance(value, uuid.UUID | decimal.Decimal):
-        return str(value)
     return str(value)
 
 

@@ -91,15 +91,12 @@ def dead_letter_alert_sensor(
     cursor = json.loads(context.cursor) if context.cursor else {}
     book = ledger.ledger()
     since = cursor.get("failed_after")
-    letters = [
-        letter
-        for letter in book.open_dead_letters(limit=10_000)
-        if since is None or letter["failed_at"].isoformat() > since
-    ]
+    open_letters = book.open_dead_letters(limit=10_000)
+    letters = [letter for letter in open_letters if since is None or letter["failed_at"].isoformat() > since]
     said = []
     if letters:
         listed = {letter["partition_key"]: f"{letter['error_type']}: {letter['error_message']}" for letter in letters}
-        open_count = len(book.open_dead_letters(limit=10_000))
+        open_count = len(open_letters)
         summary = f"{len(letters)} document(s) dead-lettered ({open_count} open in all): " + "; ".join(
             f"{key} ({reason[:120]})" for key, reason in list(listed.items())[:3]
         )

@@ -10,7 +10,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from pydantic import Field
 
-from ingestion_project.config import Settings, bronze_roots
+from ingestion_project.config import bronze_roots
+from ingestion_project.databases.keys import DBT_SOURCE_PREFIX, table_asset_key
 from ingestion_project.transform.project import ensure_warehouse_dir, prepared_dbt_project
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
@@ -20,13 +21,6 @@ LEDGER_SOURCE = "ledger"
 # Each dbt source is one Dagster asset: the tables under it are written together by that asset.
 SOURCE_ASSET_KEYS = {BRONZE_SOURCE: RAW_DOCUMENTS, LEDGER_SOURCE: INGESTION_LEDGER}
 WAREHOUSE_GROUP = "warehouse"
-# dbt sources `database_<source>` are the tables of the database source <source>.
-DATABASE_SOURCE_PREFIX = "database_"
-
-
-def database_asset_keys(settings: Settings) -> list[dg.AssetKey]:
-    """The assets of the database sources' tables (see ingestion_project/databases/assets.py)."""
-    return [dg.AssetKey(["database", s.name, t.name]) for s in settings.databases for t in s.tables]
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -42,8 +36,8 @@ class WarehouseTranslator(DagsterDbtTranslator):
             name = dbt_resource_props["source_name"]
             if name in SOURCE_ASSET_KEYS:
                 return SOURCE_ASSET_KEYS[name]
-            if name.startswith(DATABASE_SOURCE_PREFIX):
-                return dg.AssetKey(["database", name.removeprefix(DATABASE_SOURCE_PREFIX), dbt_resource_props["name"]])
+            if name.startswith(DBT_SOURCE_PREFIX):
+                return table_asset_key(name.removeprefix(DBT_SOURCE_PREFIX), dbt_resource_props["name"])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:

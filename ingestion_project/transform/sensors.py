@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from ingestion_project.config import default_settings
-from ingestion_project.transform.assets import RAW_DOCUMENTS, database_asset_keys
+from ingestion_project.databases.keys import database_asset_keys
+from ingestion_project.transform.assets import RAW_DOCUMENTS
 from ingestion_project.transform.jobs import build_warehouse
 
 ACTIVE_RUN_STATUSES = [
