@@ -36,24 +36,24 @@ install: $(BIN)/dagster
 	@$(BIN)/python -m compileall -q ingestion_project
 
 s3-start: install
-	$(BIN)/python -m ingestion_project.devtools.local_s3 start --state-dir $(S3_STATE)
+	$(BIN)/python -m devtools.local_s3 start --state-dir $(S3_STATE)
 
 s3-stop:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m ingestion_project.devtools.local_s3 stop --state-dir $(S3_STATE); fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m devtools.local_s3 stop --state-dir $(S3_STATE); fi
 
 dev: s3-start
-	eval "$$($(BIN)/python -m ingestion_project.devtools.local_s3 env --state-dir $(S3_STATE))" && \
-	  $(BIN)/python -m ingestion_project.devtools.seed && \
+	eval "$$($(BIN)/python -m devtools.local_s3 env --state-dir $(S3_STATE))" && \
+	  $(BIN)/python -m devtools.seed && \
 	  mkdir -p data && \
-	  $(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port $${DAGSTER_PORT:-3000}
+	  $(BIN)/dg dev -w workspace.yaml --host 127.0.0.1 --port $${DAGSTER_PORT:-3000}
 
 # The local S3 server's environment when make dev started one; otherwise the AWS_* environment as it is.
 health: install
-	@eval "$$($(BIN)/python -m ingestion_project.devtools.local_s3 env --state-dir $(S3_STATE) 2>/dev/null)"; \
-	  $(BIN)/python -m ingestion_project.health
+	@eval "$$($(BIN)/python -m devtools.local_s3 env --state-dir $(S3_STATE) 2>/dev/null)"; \
+	  $(BIN)/python -m ingestion_project.failures.health
 
 demo: install postgres
-	$(BIN)/python -m ingestion_project.devtools.demo
+	$(BIN)/python -m devtools.demo
 
 # A benchmark, not a test: it prints figures. BENCH_DOCUMENTS=N changes the 2000 documents of the throughput part,
 # BENCH_CSV_MB the large CSVs (1000,2000), BENCH_KEYS the discovery keys (100000); BENCH_PARTS picks parts
@@ -67,12 +67,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# `dg check defs` loads the dg project: the ingestion code location. The warehouse location (workspace.yaml) is loaded
+# the same way by the command dg wraps.
 validate: install
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dg check defs
+	PYTHONWARNINGS='ignore:Function `definitions_validate_command` is superseded' \
+	  $(BIN)/dagster definitions validate --log-level warning -m ingestion_project.warehouse_definitions
+	@echo "The warehouse code location's definitions loaded successfully."
 
 # Debian's PostgreSQL for the ledger tests. It needs root to install: elsewhere those tests skip, but in CI it must be there.
 postgres:
-	@bash ingestion_project/devtools/install_postgres.sh || [ "$$CI" != "true" ]
+	@bash devtools/install_postgres.sh || [ "$$CI" != "true" ]
 
 test: postgres lint validate
 	$(BIN)/pytest -q

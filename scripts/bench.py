@@ -40,7 +40,7 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 from botocore.config import Config
 
-from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server
+from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server
 from ingestion_project.lib.ledger import TERMINAL, Ledger, create_ledger_engine
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,20 +37,18 @@ TARGET_SECONDS = 2.0
 INGESTION_JOB = "ingest_documents"
 # What each variant's process evaluates to get its Definitions, and the job it resolves.
 LOCATIONS = {
-    "ingestion location": ("importlib.import_module('ingestion_project.definitions').defs", INGESTION_JOB),
+    "ingestion location": ("importlib.import_module('ingestion_project.definitions').defs()", INGESTION_JOB),
     "warehouse location": (
-        "importlib.import_module('ingestion_project.transform.definitions').defs",
-        "build_warehouse",
+        "importlib.import_module('ingestion_project.warehouse_definitions').defs()",
+        "__ASSET_JOB",  # what the automation sensor's runs execute
     ),
     "both in one location (before the split)": (
-        "importlib.import_module('ingestion_project.devtools.workspace').workspace_definitions()",
+        "importlib.import_module('devtools.workspace').workspace_definitions()",
         INGESTION_JOB,
     ),
 }
 # A module file that is the single location of before the split, for `dagster job execute -f`.
-COMBINED_LOCATION = (
-    "from ingestion_project.devtools.workspace import workspace_definitions\n\ndefs = workspace_definitions()\n"
-)
+COMBINED_LOCATION = "from devtools.workspace import workspace_definitions\n\ndefs = workspace_definitions()\n"
 LOAD_PROBE = """
 import importlib, importlib.util, json, os, sys, time
 defs = {expression}

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.config import Config
 
-from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server
+from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server
 
 REPO = Path(__file__).resolve().parents[1]
 LANDING, BRONZE = "scale-landing", "scale-bronze"

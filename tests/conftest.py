@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from ingestion_project.devtools.local_postgres import LocalPostgres, find_postgres_bin
-from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource, S3Resource
+from devtools.local_postgres import LocalPostgres, find_postgres_bin
+from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed
+from ingestion_project.core.resources import IngestionResource, LedgerResource, S3Resource
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +65,7 @@ def postgres_server() -> Iterator[LocalPostgres]:
     if find_postgres_bin() is None:
         reason = (
             "PostgreSQL is not installed (no /usr/lib/postgresql/<version>/bin/postgres): "
-            "run ingestion_project/devtools/install_postgres.sh as root"
+            "run devtools/install_postgres.sh as root"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)

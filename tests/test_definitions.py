@@ -9,7 +9,7 @@ import dagster as dg
 import yaml
 from dagster._core.definitions.dependency import NodeHandle
 
-from ingestion_project.devtools.workspace import workspace_definitions
+from devtools.workspace import workspace_definitions
 
 defs = workspace_definitions()
 RUN_STATUS_SENSORS = ("ingestion_failed_run_sensor", "ingestion_canceled_run_sensor")
@@ -24,7 +24,7 @@ def code_locations() -> dict[str, str]:
 
 
 def location_defs(name: str) -> dg.Definitions:
-    return importlib.import_module(code_locations()[name]).defs
+    return importlib.import_module(code_locations()[name]).defs()
 
 
 def in_a_fresh_interpreter(code: str, **env: str) -> dict:
@@ -44,19 +44,18 @@ def test_definitions_load_with_both_domains():
     repo = defs.get_repository_def()
     assert {job.name for job in repo.get_all_jobs()} >= {
         "ingest_documents",
-        "build_warehouse",
         "replay_dead_letters_job",
     }
     assert {s.name for s in repo.sensor_defs} == {
         "document_discovery_sensor",
-        "warehouse_after_ingestion_sensor",
+        "warehouse_automation_sensor",
         *RUN_STATUS_SENSORS,
         *ALERT_SENSORS,
     }
 
 
 def test_sensors_start_running_by_default():
-    for name in ("document_discovery_sensor", "warehouse_after_ingestion_sensor", *RUN_STATUS_SENSORS, *ALERT_SENSORS):
+    for name in ("document_discovery_sensor", "warehouse_automation_sensor", *RUN_STATUS_SENSORS, *ALERT_SENSORS):
         assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
@@ -109,7 +108,7 @@ def test_ui_materialize_and_backfill_runs_carry_the_dead_letter_hook():
 def test_the_workspace_has_an_ingestion_and_a_warehouse_code_location():
     assert code_locations() == {
         "ingestion_project": "ingestion_project.definitions",
-        "warehouse": "ingestion_project.transform.definitions",
+        "warehouse": "ingestion_project.warehouse_definitions",
     }
 
 
@@ -117,10 +116,10 @@ def test_loading_the_ingestion_location_and_its_job_never_imports_dbt():
     # A run process loads only its job's code location, as a run worker does: ingestion runs must not pay for dbt.
     code = (
         "import importlib, json, sys; "
-        "defs = importlib.import_module('ingestion_project.definitions').defs; "
+        "defs = importlib.import_module('ingestion_project.definitions').defs(); "
         "defs.resolve_job_def('ingest_documents'); "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dbt', 'dagster_dbt', 'duckdb') "
-        "or m.startswith('ingestion_project.transform.') and m != 'ingestion_project.transform.warehouse')))"
+        "or m.startswith('ingestion_project.transform.') and m != 'ingestion_project.core.warehouse')))"
     )
     assert in_a_fresh_interpreter(code) == []
 
@@ -129,8 +128,7 @@ def test_importing_the_warehouse_modules_neither_parses_dbt_nor_changes_path():
     # The dbt project is prepared while the warehouse definitions are built, not as a side effect of an import.
     code = (
         "import json, os; path = os.environ['PATH']; "
-        "import ingestion_project.transform.assets, ingestion_project.transform.jobs, "
-        "ingestion_project.transform.sensors; "
+        "import ingestion_project.warehouse_definitions, ingestion_project.transform.automation; "
         "from ingestion_project.transform.project import prepared_dbt_project; "
         "print(json.dumps({'prepared': prepared_dbt_project.cache_info().currsize, "
         "'path_changed': os.environ['PATH'] != path}))"
@@ -143,8 +141,8 @@ def test_each_code_location_loads_on_its_own():
     ingestion, warehouse = location_defs("ingestion_project"), location_defs("warehouse")
 
     assert {job.name for job in ingestion.get_repository_def().get_all_jobs()} >= {"ingest_documents"}
-    assert "build_warehouse" not in {job.name for job in ingestion.get_repository_def().get_all_jobs()}
-    assert {job.name for job in warehouse.get_repository_def().get_all_jobs()} >= {"build_warehouse"}
+    assert "warehouse_automation_sensor" not in {s.name for s in ingestion.get_repository_def().sensor_defs}
+    assert {s.name for s in warehouse.get_repository_def().sensor_defs} == {"warehouse_automation_sensor"}
 
 
 def test_every_asset_is_materialized_by_exactly_one_code_location():
@@ -173,7 +171,7 @@ def test_the_merged_workspace_is_the_two_locations():
 
 
 def test_resources_read_the_environment_as_variables(monkeypatch, tmp_path):
-    from ingestion_project.ingestion.resources import LEDGER_URL_ENV, LedgerResource, from_environment
+    from ingestion_project.core.resources import LEDGER_URL_ENV, LedgerResource, from_environment
 
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     monkeypatch.setenv(LEDGER_URL_ENV, url)
@@ -188,3 +186,13 @@ def test_resources_read_the_environment_as_variables(monkeypatch, tmp_path):
     assert result.output_for_node("probe") == url
     monkeypatch.delenv(LEDGER_URL_ENV)
     assert from_environment(LEDGER_URL_ENV) is None
+
+
+def test_importing_the_code_locations_reads_no_settings():
+    # Only building the definitions reads the sources file: an import with a missing file succeeds, the build fails.
+    code = (
+        "import json, ingestion_project.definitions as i, ingestion_project.warehouse_definitions as w\n"
+        "try:\n    i.defs()\nexcept Exception as error:\n    print(json.dumps(type(error).__name__))"
+    )
+    failure = in_a_fresh_interpreter(code, INGESTION_SOURCES_FILE="/nonexistent/sources.yaml")
+    assert failure == "ConfigError"

@@ -15,10 +15,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ingestion_project.devtools.demo import PassReport, run_pass
-from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from devtools.demo import PassReport, run_pass
+from devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.ingestion.batches import BATCH_TAG, DOCUMENTS_TAG, SOURCE_TAG
-from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.lib.keys import DocumentRef
 
 ORDERS_DIR = DEFAULT_SAMPLES_DIR / "landing" / "orders"
@@ -77,7 +77,7 @@ def _pipeline(s3_client, tmp_path, monkeypatch, ledger_url: str, instance_config
         if bucket in {b["Name"] for b in s3_client.list_buckets()["Buckets"]}:
             s3_client.delete_bucket(Bucket=bucket)
     uploaded = seed(s3_client, DEFAULT_SAMPLES_DIR)
-    from ingestion_project.devtools.workspace import workspace_definitions
+    from devtools.workspace import workspace_definitions
 
     defs = workspace_definitions()
 

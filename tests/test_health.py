@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import sqlalchemy as sa
 
-from ingestion_project.devtools.local_s3 import LocalS3Server
-from ingestion_project.health import run_checks
+from devtools.local_s3 import LocalS3Server
+from ingestion_project.failures.health import run_checks
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import processed_files
 from ingestion_project.lib.versions import DocumentVersion
@@ -72,7 +72,7 @@ def test_make_health_reports_a_stopped_s3_server_as_a_failure(s3_env, write_sour
     }
     server.stop()
     done = subprocess.run(
-        [sys.executable, "-m", "ingestion_project.health", "--no-sensors"],
+        [sys.executable, "-m", "ingestion_project.failures.health", "--no-sensors"],
         env=env,
         capture_output=True,
         text=True,
@@ -90,8 +90,8 @@ def test_the_health_checks_are_an_asset_check_in_the_ui(
 ):
     import dagster as dg
 
+    from ingestion_project.failures.health_check import platform_is_healthy
     from ingestion_project.ingestion.assets import raw_documents
-    from ingestion_project.ingestion.health_check import platform_is_healthy
 
     sources = write_sources([{"name": "inbox", "type": "local", "path": str(tmp_path)}], bronze_bucket=fresh_bucket)
     resources = resources_for(sources)
@@ -106,5 +106,5 @@ def test_the_health_checks_are_an_asset_check_in_the_ui(
     # Everything but the sensors is healthy: no daemon has ticked on a fresh instance.
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     failing = {name for name, value in evaluation.metadata.items() if value.value.startswith("FAIL")}
-    assert failing == {"sensor daemon", "sensor document_discovery_sensor", "sensor warehouse_after_ingestion_sensor"}
+    assert failing == {"sensor daemon", "sensor document_discovery_sensor", "sensor warehouse_automation_sensor"}
     assert evaluation.metadata["ledger"].value.startswith("ok: ")

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from ingestion_project.devtools.local_s3 import CONFLICTING_ENV_VARS
+from devtools.local_s3 import CONFLICTING_ENV_VARS
 from ingestion_project.lib.ledger import TERMINAL, Ledger, create_ledger_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,10 @@ def test_the_production_configuration_loads_into_a_postgres_instance(tmp_path, p
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 8
         limits = {limit["key"]: limit["limit"] for limit in queue.tag_concurrency_limits}
-        assert limits == {"ingestion/warehouse": 1, "ingestion/source": 6}
+        assert limits == {"ingestion/source": 6}
+        # The warehouse's single writer: the pool declared on its assets, one run at a time.
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 1)
         assert instance.run_monitoring_enabled
         assert instance.get_settings("telemetry")["enabled"] is False
         retention = yaml.safe_load(DEPLOY.read_text())["retention"]

@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from ingestion_project.config import DatabaseTableConfig, PostgresSourceConfig, Settings
+from ingestion_project.core.dead_letters import record_key, write_pending
+from ingestion_project.core.failure_classes import error_class, limits_for, next_delay
+from ingestion_project.core.heartbeat import Heartbeat
+from ingestion_project.core.keys import table_asset_key
+from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.databases.extract import classified, extract, extraction_id, write_bronze
-from ingestion_project.databases.keys import table_asset_key
-from ingestion_project.failures.classes import error_class, limits_for, next_delay
-from ingestion_project.failures.dead_letters import record_key, write_pending
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
-from ingestion_project.ingestion.runs import Heartbeat
 from ingestion_project.lib.bronze import PARQUET_CONTENT_TYPE, BronzeVersion, Lineage, manifest_row, to_parquet_bytes
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Failure, Ledger

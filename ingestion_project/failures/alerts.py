@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ingestion_project.ingestion.resources import LedgerResource
+from ingestion_project.core.resources import LedgerResource
 
 WEBHOOK_ENV = "INGESTION_ALERT_WEBHOOK_URL"
 BACKLOG_AGE_ENV = "INGESTION_ALERT_BACKLOG_AGE_SECONDS"

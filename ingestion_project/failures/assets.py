@@ -11,12 +11,14 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from ingestion_project.ingestion.resources import LedgerResource
-from ingestion_project.lib.ledger import IN_FLIGHT, Ledger, Status, dead_letters, processed_files, schema_versions
-from ingestion_project.transform.warehouse import ensure_warehouse_dir, warehouse_path
+from ingestion_project.config import Settings
+from ingestion_project.core.automation import LEDGER_SNAPSHOT_CONDITION
+from ingestion_project.core.keys import RAW_DOCUMENTS, WAREHOUSE_POOL, database_asset_keys
+from ingestion_project.core.resources import LedgerResource
+from ingestion_project.core.warehouse import ensure_warehouse_dir, warehouse_path
+from ingestion_project.lib.ledger import Status, dead_letters, is_balanced, processed_files, schema_versions
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-TERMINAL_FIGURES = ("success", "failed", "skipped", "superseded", "quarantined")
 
 
 def _arrow_type(column: sa.Column) -> pa.DataType:
@@ -38,32 +40,13 @@ def snapshot_table(table: sa.Table, rows: list[dict], snapshot_at: datetime, **e
     return pa.Table.from_pylist(rows, schema=pa.schema(fields))
 
 
-def conservation(book: Ledger) -> dict[str, dict[str, int]]:
-    """Per source: every version discovered, and how many are in each end state or in flight.
-
-    A status outside the known ones counts as ``unknown``, which unbalances the source.
-    """
-    ends = {
-        Status.SUCCESS: "success",
-        Status.FAILED: "failed",
-        Status.SKIPPED: "skipped",
-        Status.SUPERSEDED: "superseded",
-        Status.QUARANTINED: "quarantined",
-    }
-    figures: dict[str, dict[str, int]] = {}
-    for (source, status), count in book.status_counts().items():
-        entry = figures.setdefault(source, {"discovered": 0, **dict.fromkeys([*ends.values(), "in_flight"], 0)})
-        entry["discovered"] += count
-        bucket = "in_flight" if status in IN_FLIGHT else ends.get(status, "unknown")
-        entry[bucket] = entry.get(bucket, 0) + count
-    return figures
-
-
 @dg.asset(
     group_name="ingestion",
     kinds={"sqlite", "duckdb"},
     owners=["team:data-platform"],
-    deps=["raw_documents"],
+    deps=[RAW_DOCUMENTS],
+    pool=WAREHOUSE_POOL,
+    automation_condition=LEDGER_SNAPSHOT_CONDITION,
 )
 def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
     """The processed-files ledger and the dead-letter queue, snapshotted into the warehouse for dbt."""
@@ -81,7 +64,7 @@ def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) 
             con.register("snapshot", table)
             con.execute(f"create or replace table ledger.{name} as select * from snapshot")
             con.unregister("snapshot")
-    figures = conservation(book)
+    figures = book.conservation()
     return dg.MaterializeResult(
         metadata={
             "versions": dg.MetadataValue.int(files.num_rows),
@@ -91,6 +74,15 @@ def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) 
             "by_source": dg.MetadataValue.json(figures),
         }
     )
+
+
+def ingestion_ledger_for(settings: Settings) -> dg.AssetsDefinition:
+    """`ingestion_ledger` downstream of the database tables of ``settings`` as well: an extraction, landed or
+    failed, is recorded in the ledger like a document version."""
+    extra = database_asset_keys(settings)
+    if not extra:
+        return ingestion_ledger
+    return ingestion_ledger.map_asset_specs(lambda spec: spec.replace_attributes(deps=[*spec.deps, *extra]))
 
 
 @dg.asset_check(
@@ -103,12 +95,8 @@ def ingestion_ledger(context: dg.AssetExecutionContext, ledger: LedgerResource) 
 )
 def ledger_is_conserved(ledger: LedgerResource) -> dg.AssetCheckResult:
     book = ledger.ledger()
-    figures = conservation(book)
-    unbalanced = {
-        source: f
-        for source, f in figures.items()
-        if f["discovered"] != sum(f[name] for name in TERMINAL_FIGURES) + f["in_flight"]
-    }
+    figures = book.conservation()
+    unbalanced = {source: f for source, f in figures.items() if not is_balanced(f)}
     versions = book.versions()
     duplicates = len(versions) - len({(r["source"], r["bucket"], r["object_key"], r["etag"]) for r in versions})
     return dg.AssetCheckResult(
@@ -135,4 +123,12 @@ def failed_documents_are_dead_lettered(ledger: LedgerResource) -> dg.AssetCheckR
         # A failure whose step is still retrying has no record yet: warn rather than fail the build.
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"failed_without_dead_letter": dg.MetadataValue.json(missing[:50]), "count": len(missing)},
+    )
+
+
+def ledger_snapshot_defs(settings: Settings) -> dg.Definitions:
+    """The ledger snapshot into the warehouse and its checks: in the warehouse code location."""
+    return dg.Definitions(
+        assets=[ingestion_ledger_for(settings)],
+        asset_checks=[ledger_is_conserved, failed_documents_are_dead_lettered],
     )

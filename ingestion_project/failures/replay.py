@@ -7,8 +7,8 @@ through the same job, retries and dead-letter hook as any ingestion. Versions ou
 
 import dagster as dg
 
-from ingestion_project.failures.dead_letters import write_pending
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.core.dead_letters import write_pending
+from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.lib.ledger.store import VERSION_FIELDS
 
 

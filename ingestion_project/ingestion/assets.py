@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from ingestion_project.failures.hooks import dead_letter_hook
-from ingestion_project.ingestion.partitions import documents_partitions
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.core.hooks import dead_letter_hook
+from ingestion_project.core.partitions import documents_partitions
+from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.ingestion.runs import IngestionRun, claimable_for
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.versions import DocumentVersion

@@ -10,12 +10,9 @@ from datetime import datetime
 import dagster as dg
 
 from ingestion_project.config import BatchSize, Settings
+from ingestion_project.core.tags import BATCH_TAG, DOCUMENTS_TAG, SOURCE_TAG
 from ingestion_project.lib.ledger import Ledger
 from ingestion_project.lib.versions import DocumentVersion
-
-BATCH_TAG = "ingestion/batch"
-SOURCE_TAG = "ingestion/source"
-DOCUMENTS_TAG = "ingestion/documents"
 
 
 @dataclass(frozen=True)

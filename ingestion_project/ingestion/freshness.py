@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.ingestion.assets import raw_documents
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
 
 FRESHNESS_CHECK = "sources_are_fresh"
 

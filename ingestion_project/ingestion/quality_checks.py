@@ -11,8 +11,8 @@ from collections import Counter
 import dagster as dg
 
 from ingestion_project.config import Settings
+from ingestion_project.core.resources import LedgerResource
 from ingestion_project.ingestion.assets import raw_documents
-from ingestion_project.ingestion.resources import LedgerResource
 from ingestion_project.lib.quality import QualityRules
 
 QUALITY = "quality"

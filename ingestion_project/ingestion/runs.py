@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,10 +21,11 @@ import dagster as dg
 from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
 
 from ingestion_project.config import Settings
-from ingestion_project.failures.classes import error_class, limits_for, next_delay
-from ingestion_project.failures.dead_letters import record_key, write_pending
+from ingestion_project.core.dead_letters import record_key, write_pending
+from ingestion_project.core.failure_classes import error_class, limits_for, next_delay
+from ingestion_project.core.heartbeat import Heartbeat
+from ingestion_project.core.resources import IngestionResource
 from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostError, ingest_document
-from ingestion_project.ingestion.resources import IngestionResource
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
@@ -84,31 +84,6 @@ def schema_metadata(schema: dict | None) -> dict[str, object]:
         first=schema["previous_fingerprint"] is None,
     )
     return {"schema_fingerprint": schema["fingerprint"][:16], "schema_change": change.describe()}
-
-
-class Heartbeat:
-    """Renews a lease every ``interval`` until stopped, from a daemon thread."""
-
-    def __init__(self, book: Ledger, token: str, lease: timedelta, log: dg.DagsterLogManager):
-        self._book, self._token, self._lease, self._log = book, token, lease, log
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        interval = max(self._lease.total_seconds() / 3, 0.5)
-        while not self._stop.wait(interval):
-            try:
-                self._book.renew(self._token, self._lease)
-            except Exception as e:  # noqa: BLE001 - a missed beat is survivable; the next one tries again
-                self._log.warning(f"lease heartbeat failed: {type(e).__name__}: {e}")
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 @dataclass(frozen=True)

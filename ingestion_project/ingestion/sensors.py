@@ -13,17 +13,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ingestion_project.failures.reconcile import (
+from ingestion_project.core.partitions import documents_partitions
+from ingestion_project.core.reconcile import (
     Reconciliation,
     log_reconciliation,
     reconcile_ledger,
     write_dead_letters,
 )
+from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.ingestion.batches import Batch, plan_batches
 from ingestion_project.ingestion.discovery import Discovery, ListingState, discover
 from ingestion_project.ingestion.jobs import ingest_documents_job
-from ingestion_project.ingestion.partitions import documents_partitions
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
 
 
 def build_result(

@@ -10,12 +10,18 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from pydantic import Field
 
-from ingestion_project.config import bronze_roots
-from ingestion_project.databases.keys import DBT_SOURCE_PREFIX, table_asset_key
+from ingestion_project.config import Settings, bronze_roots
+from ingestion_project.core.automation import WAREHOUSE_MODEL_CONDITION
+from ingestion_project.core.keys import (
+    DBT_SOURCE_PREFIX,
+    INGESTION_LEDGER,
+    RAW_DOCUMENTS,
+    WAREHOUSE_POOL,
+    database_asset_keys,
+    table_asset_key,
+)
 from ingestion_project.transform.project import ensure_warehouse_dir, prepared_dbt_project
 
-RAW_DOCUMENTS = dg.AssetKey("raw_documents")
-INGESTION_LEDGER = dg.AssetKey("ingestion_ledger")
 BRONZE_SOURCE = "bronze"
 LEDGER_SOURCE = "ledger"
 # Each dbt source is one Dagster asset: the tables under it are written together by that asset.
@@ -28,7 +34,7 @@ class WarehouseTranslator(DagsterDbtTranslator):
     a dbt source named after a database source of the sources file (e.g. `shop`) holds its tables, each the asset
     `database/<source>/<table>`.
 
-    Every model is in the `warehouse` group.
+    Every model is in the `warehouse` group and built by declarative automation (ingestion_project.core.automation).
     """
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
@@ -42,6 +48,9 @@ class WarehouseTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return WAREHOUSE_GROUP
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return WAREHOUSE_MODEL_CONDITION
 
 
 class WarehouseBuildConfig(dg.Config):
@@ -75,6 +84,7 @@ def define_warehouse_dbt_assets() -> dg.AssetsDefinition:
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
+        pool=WAREHOUSE_POOL,
         dagster_dbt_translator=WarehouseTranslator(
             settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
         ),
@@ -87,6 +97,22 @@ def define_warehouse_dbt_assets() -> dg.AssetsDefinition:
         yield from source_freshness(context, dbt, roots)
 
     return warehouse_dbt_assets
+
+
+# The staged manifests: the documents' and the database extractions' alike (both write manifests under bronze).
+STAGED_MANIFESTS = dg.AssetKey("stg_bronze__documents")
+
+
+def warehouse_dbt_assets_for(settings: Settings) -> dg.AssetsDefinition:
+    """The dbt models, with the staged manifests also downstream of the database tables of ``settings``: dbt reads
+    them all from one `bronze.documents` source, which stands for `raw_documents` alone."""
+    assets = define_warehouse_dbt_assets()
+    tables = database_asset_keys(settings)
+    if not tables:
+        return assets
+    return assets.map_asset_specs(
+        lambda spec: spec.replace_attributes(deps=[*spec.deps, *tables]) if spec.key == STAGED_MANIFESTS else spec
+    )
 
 
 FRESHNESS_STATUS = {"pass": "fresh", "warn": "late (warn_after)", "error": "late (error_after)"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from ingestion_project.transform.warehouse import DBT_PROJECT_DIR, ensure_warehouse_dir, warehouse_path
+from ingestion_project.core.warehouse import DBT_PROJECT_DIR, ensure_warehouse_dir, warehouse_path
 
 __all__ = ["ensure_warehouse_dir", "manifest_is_stale", "prepared_dbt_project", "warehouse_path"]
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from ingestion_project.core.keys import table_asset_key
 from ingestion_project.databases.assets import database_assets
-from ingestion_project.databases.keys import table_asset_key
 from ingestion_project.transform.assets import WarehouseTranslator
 from tests.transform.conftest import build_warehouse
 

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from ingestion_project.devtools.local_postgres import LocalPostgres, LocalPostgresError, find_postgres_bin
-from ingestion_project.devtools.local_s3 import pid_alive
+from devtools.local_postgres import LocalPostgres, LocalPostgresError, find_postgres_bin
+from devtools.local_s3 import pid_alive
 
 # Tests that start their own server still take `postgres_server`, so that missing binaries skip them (or, in CI,
 # fail them) exactly like the rest.

@@ -21,9 +21,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ingestion_project.devtools import local_s3
-from ingestion_project.devtools.local_s3 import LocalS3Error, LocalS3Server
-from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from devtools import local_s3
+from devtools.local_s3 import LocalS3Error, LocalS3Server
+from devtools.seed import DEFAULT_SAMPLES_DIR, seed
 
 ORDER_COLUMNS = ["order_id", "customer_id", "order_date", "status", "amount", "currency"]
 ORDER_STATUSES = {"placed", "shipped", "delivered", "returned", "cancelled"}
@@ -193,7 +193,7 @@ def test_cli_start_is_idempotent_detached_and_stop_kills_it(s3_server, tmp_path)
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
 
     def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "ingestion_project.devtools.local_s3", *args, "--state-dir", state]
+        command = [sys.executable, "-m", "devtools.local_s3", *args, "--state-dir", state]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=check)
 
     state = str(tmp_path / "s3")

@@ -3,11 +3,11 @@ import uuid
 import dagster as dg
 import pytest
 
-from ingestion_project.failures.reconcile import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
+from devtools.ticks import tick_sensor
+from ingestion_project.core.reconcile import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
 from ingestion_project.failures.replay import replay_dead_letters_job
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
-from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 from tests.faults import S3FaultProxy
 
@@ -28,12 +28,7 @@ class Pipeline:
         self.job = self.defs.resolve_job_def("ingest_documents")
 
     def tick(self):
-        with dg.build_sensor_context(instance=self.instance, resources=self.resources) as context:
-            result = document_discovery_sensor(context)
-        if isinstance(result, dg.SensorResult):
-            for request in result.dynamic_partitions_requests:
-                self.instance.add_dynamic_partitions(documents_partitions.name, list(request.partition_keys))
-        return result
+        return tick_sensor(document_discovery_sensor, self.instance, self.resources)
 
     def run(self, partition_key: str, **kwargs):
         """A run started on one partition, as "Materialize" in the UI starts it."""

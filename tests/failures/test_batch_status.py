@@ -5,7 +5,7 @@ touch keep the status they had."""
 import dagster as dg
 import pytest
 
-from ingestion_project.ingestion.partitions import documents_partitions
+from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.lib.keys import DocumentRef
 from tests.failures.conftest import Pipeline
 

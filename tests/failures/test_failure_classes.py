@@ -1,7 +1,7 @@
 import pytest
 
 from ingestion_project.config import RetryLimits
-from ingestion_project.failures.classes import (
+from ingestion_project.core.failure_classes import (
     EXTERNAL,
     TRANSIENT,
     TRANSIENT_RETRY,

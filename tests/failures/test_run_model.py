@@ -7,9 +7,9 @@ import threading
 import dagster as dg
 import pytest
 
+from ingestion_project.core.resources import LedgerResource
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
-from ingestion_project.ingestion.resources import LedgerResource
 from ingestion_project.lib.keys import DocumentRef
 from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import keys_under, materialized_versions, wait_until

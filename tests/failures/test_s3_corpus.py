@@ -8,9 +8,8 @@ import dagster as dg
 import pytest
 from botocore.exceptions import ClientError
 
-from ingestion_project.failures.assets import conservation
-from ingestion_project.failures.classes import error_class
-from ingestion_project.ingestion.partitions import documents_partitions
+from ingestion_project.core.failure_classes import error_class
+from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.lib import errors
 from ingestion_project.lib.keys import DocumentRef
 from tests.corpus import CASES, CORPUS_SOURCE, DUPLICATE_CASES
@@ -97,7 +96,7 @@ def test_corpus_on_s3_ends_as_expected_with_one_dead_letter_per_failure(
         assert s3_client.get_object(Bucket=landing, Key=key)["Body"].read() == case.body, case.name
 
     expected_failures = sum(case.expect == "FAILED" for case in cases)
-    assert conservation(pipeline.ledger) == {
+    assert pipeline.ledger.conservation() == {
         "corpus": {
             "discovered": len(cases),
             "success": len(cases) - expected_failures,

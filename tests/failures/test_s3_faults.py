@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from ingestion_project.ingestion.resources import LedgerResource
+from ingestion_project.core.resources import LedgerResource
 from ingestion_project.lib.keys import DocumentRef
 from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import (

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource, S3Resource
+from ingestion_project.core.resources import IngestionResource, LedgerResource, S3Resource
 from tests.failures.conftest import Pipeline
 
 GO_TIMEOUT_SECONDS = 60.0

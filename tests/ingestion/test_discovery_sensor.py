@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import pytest
 
+from devtools.ticks import tick_sensor
+from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.batches import BATCH_TAG, DOCUMENTS_TAG, SOURCE_TAG
 from ingestion_project.ingestion.jobs import ingest_documents_job
-from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
@@ -31,13 +32,7 @@ def local_resources(local_source, write_sources, resources_for):
 
 
 def tick(resources, instance, cursor=None):
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
-        result = document_discovery_sensor(context)
-    if isinstance(result, dg.SensorResult):
-        # What the daemon would do with the result, so the next tick sees the partitions.
-        for request in result.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
+    return tick_sensor(document_discovery_sensor, instance, resources, cursor)
 
 
 def requests_of(result) -> list[dg.RunRequest]:

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from ingestion_project.definitions import defs
 from ingestion_project.ingestion.assets import raw_documents
-from ingestion_project.ingestion.definitions import defs as ingestion_defs
 from ingestion_project.ingestion.freshness import (
     check_source_freshness_job,
     late_sources,
@@ -18,6 +18,10 @@ from ingestion_project.lib.versions import DocumentVersion
 from tests.ingestion.test_raw_documents import run_batch, sensor_requests
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def ingestion_defs() -> dg.Definitions:
+    return defs()
 
 
 def test_a_source_is_late_past_its_window_or_when_nothing_ever_came():
@@ -60,9 +64,9 @@ def test_the_check_fails_naming_the_silent_source_and_passes_once_it_sends(
 def test_the_schedule_runs_the_check_hourly_in_the_ingestion_location():
     assert source_freshness_schedule.cron_schedule == "0 * * * *"
     assert source_freshness_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    job = ingestion_defs.resolve_job_def("check_source_freshness")
+    job = ingestion_defs().resolve_job_def("check_source_freshness")
     assert job is not None
-    assert ingestion_defs.resolve_schedule_def("source_freshness_schedule").job_name == "check_source_freshness"
+    assert ingestion_defs().resolve_schedule_def("source_freshness_schedule").job_name == "check_source_freshness"
 
 
 def test_a_sources_quality_check_warns_while_documents_are_held_back_by_its_rules(

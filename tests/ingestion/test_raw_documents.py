@@ -5,8 +5,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from devtools.ticks import tick_sensor
+from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.ingestion.assets import raw_documents
-from ingestion_project.ingestion.partitions import documents_partitions
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
@@ -36,11 +37,7 @@ def materialize(resources, instance, keys):
 
 def sensor_requests(resources, instance) -> list[dg.RunRequest]:
     """One discovery tick: its partitions added as the daemon adds them, its batch run requests returned."""
-    with dg.build_sensor_context(instance=instance, resources=resources) as context:
-        result = document_discovery_sensor(context)
-    for request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return list(result.run_requests)
+    return list(tick_sensor(document_discovery_sensor, instance, resources).run_requests)
 
 
 def run_batch(resources, instance, request: dg.RunRequest):

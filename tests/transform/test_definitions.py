@@ -9,20 +9,18 @@ import dagster as dg
 import pytest
 from dagster_dbt import DbtProject
 
-from ingestion_project.devtools.workspace import workspace_definitions
+from devtools.workspace import workspace_definitions
 from ingestion_project.transform.assets import dbt_build_args, warehouse_dbt_assets
-from ingestion_project.transform.jobs import build_warehouse
+from ingestion_project.transform.automation import WAREHOUSE_SELECTION
 from ingestion_project.transform.project import manifest_is_stale
 
 defs = workspace_definitions()
 
 
 def test_transform_definitions_load():
-    # build_warehouse snapshots the ledger first, so the transform domain loads with the others.
     dg.Definitions.validate_loadable(defs)
 
-    assert defs.resolve_job_def("build_warehouse") is not None
-    assert defs.resolve_sensor_def("warehouse_after_ingestion_sensor") is not None
+    assert isinstance(defs.resolve_sensor_def("warehouse_automation_sensor"), dg.AutomationConditionSensorDefinition)
 
 
 def test_bronze_staging_models_depend_on_raw_documents_only():
@@ -64,9 +62,9 @@ def test_a_full_refresh_build_passes_dbt_its_flag():
     assert "--full-refresh" not in dbt_build_args(["/data/bronze"])
 
 
-def test_build_warehouse_selects_the_ledger_snapshot_and_every_dbt_model():
+def test_the_automation_sensor_targets_the_ledger_snapshot_and_every_dbt_model():
     # Declared by group, without the manifest: it must still be exactly the snapshot and the dbt models.
-    selected = build_warehouse.selection.resolve(defs.resolve_asset_graph())
+    selected = WAREHOUSE_SELECTION.resolve(defs.resolve_asset_graph())
 
     assert selected == {dg.AssetKey("ingestion_ledger"), *warehouse_dbt_assets.keys}
 

@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from dagster_dbt import DbtCliResource
 
+from ingestion_project.core.resources import LedgerResource
 from ingestion_project.failures.assets import ingestion_ledger
-from ingestion_project.ingestion.resources import LedgerResource
 from ingestion_project.transform.assets import WarehouseBuildConfig, warehouse_dbt_assets
 from ingestion_project.transform.project import dbt_project
 from tests.transform import ledger_fixture

@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 from dagster_dbt import DbtCliResource
 
+from ingestion_project.core.resources import LedgerResource
 from ingestion_project.failures.assets import failed_documents_are_dead_lettered, ingestion_ledger, ledger_is_conserved
-from ingestion_project.ingestion.resources import LedgerResource
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import processed_files
 from ingestion_project.lib.versions import DocumentVersion
 from ingestion_project.transform.assets import warehouse_dbt_assets
-from ingestion_project.transform.jobs import build_warehouse
+from ingestion_project.transform.automation import WAREHOUSE_SELECTION
 from ingestion_project.transform.project import prepared_dbt_project
 
 
@@ -33,11 +33,12 @@ def run_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ledger_resource: 
     defs = dg.Definitions(
         assets=[ingestion_ledger, warehouse_dbt_assets],
         asset_checks=[ledger_is_conserved, failed_documents_are_dead_lettered],
-        jobs=[build_warehouse],
+        # What the automation sensor's run executes: the snapshot and every dbt model together.
+        jobs=[dg.define_asset_job("warehouse", selection=WAREHOUSE_SELECTION)],
         resources={"dbt": DbtCliResource(project_dir=prepared_dbt_project()), "ledger": ledger_resource},
     )
     config = {"ops": {warehouse_dbt_assets.op.name: {"config": {"bronze_roots": [str(tmp_path / "bronze")]}}}}
-    result = defs.resolve_job_def("build_warehouse").execute_in_process(run_config=config, raise_on_error=False)
+    result = defs.resolve_job_def("warehouse").execute_in_process(run_config=config, raise_on_error=False)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == ingestion_ledger.key}
     built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     return checks, built

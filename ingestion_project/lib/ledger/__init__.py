@@ -23,9 +23,19 @@ from ingestion_project.lib.ledger.schema import (
     schema_versions,
     watermarks,
 )
-from ingestion_project.lib.ledger.store import SOURCE_REMOVED, Failure, Lease, Ledger, Watermark, closed_key
+from ingestion_project.lib.ledger.store import (
+    END_FIGURES,
+    SOURCE_REMOVED,
+    Failure,
+    Lease,
+    Ledger,
+    Watermark,
+    closed_key,
+    is_balanced,
+)
 
 __all__ = [
+    "END_FIGURES",
     "IN_FLIGHT",
     "SOURCE_REMOVED",
     "TERMINAL",
@@ -35,6 +45,7 @@ __all__ = [
     "Status",
     "closed_key",
     "create_ledger_engine",
+    "is_balanced",
     "dead_letters",
     "processed_files",
     "schema_versions",

@@ -17,7 +17,15 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion_project.lib.ledger.schema import Status, dead_letters, processed_files, schema_versions, watermarks
+from ingestion_project.lib.ledger.schema import (
+    IN_FLIGHT,
+    TERMINAL,
+    Status,
+    dead_letters,
+    processed_files,
+    schema_versions,
+    watermarks,
+)
 from ingestion_project.lib.schemas import Columns, diff, fingerprint
 from ingestion_project.lib.versions import DocumentVersion
 
@@ -86,6 +94,15 @@ class Watermark:
     column_name: str
     value: str  # ISO 8601 for a timestamp, decimal digits for an integer
     value_type: str  # "timestamp" | "integer"
+
+
+# The figures of ``Ledger.conservation`` that are end states: success, failed, skipped, superseded, quarantined.
+END_FIGURES = tuple(status.lower() for status in TERMINAL)
+
+
+def is_balanced(figures: dict[str, int]) -> bool:
+    """Nothing lost: a source's discovered versions equal those in an end state plus those in flight."""
+    return figures["discovered"] == sum(figures[name] for name in END_FIGURES) + figures["in_flight"]
 
 
 class Ledger:
@@ -659,6 +676,17 @@ class Ledger:
         query = sa.select(t.source, t.status, sa.func.count()).group_by(t.source, t.status)
         with self.engine.connect() as conn:
             return {(source, status): count for source, status, count in conn.execute(query)}
+
+    def conservation(self) -> dict[str, dict[str, int]]:
+        """Per source: every version discovered, and how many are in each end state or in flight (see
+        ``is_balanced``). A status outside the known ones counts as ``unknown``, which unbalances the source."""
+        figures: dict[str, dict[str, int]] = {}
+        for (source, status), count in self.status_counts().items():
+            entry = figures.setdefault(source, {"discovered": 0, **dict.fromkeys([*END_FIGURES, "in_flight"], 0)})
+            entry["discovered"] += count
+            bucket = "in_flight" if status in IN_FLIGHT else status.lower() if status in TERMINAL else "unknown"
+            entry[bucket] = entry.get(bucket, 0) + count
+        return figures
 
     def last_discovered(self) -> dict[str, datetime]:
         """{source: when its newest version was discovered}."""

@@ -1,9 +1,9 @@
 """`make demo`: one full pass without the UI, then a summary.
 
 A fresh local S3 server gets the sample documents; one tick of the discovery sensor, the ingestion runs it
-requests, one tick of the warehouse sensor and the dbt build it requests all run in this process against a
-throw-away Dagster instance, exactly as the daemon would run them. Exits non-zero if anything unexpected happened:
-a good sample that failed, a broken one that did not, a failed dbt build or test, empty marts.
+requests, one evaluation of the warehouse's automation conditions and the build it requests all run in this
+process against a throw-away Dagster instance, exactly as the daemon would run them. Exits non-zero if anything
+unexpected happened: a good sample that failed, a broken one that did not, a failed dbt build or test, empty marts.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ import boto3
 import dagster as dg
 import duckdb
 
-from ingestion_project.devtools.local_postgres import LocalPostgres
-from ingestion_project.devtools.local_s3 import LocalS3Server
-from ingestion_project.devtools.seed import DEFAULT_SAMPLES_DIR, seed
-from ingestion_project.devtools.shop_database import change_payments, create_payments, payment_count
-from ingestion_project.failures.assets import TERMINAL_FIGURES, conservation
-from ingestion_project.lib.ledger import Ledger
+from devtools.local_postgres import LocalPostgres
+from devtools.local_s3 import LocalS3Server
+from devtools.seed import DEFAULT_SAMPLES_DIR, seed
+from devtools.shop_database import change_payments, create_payments, payment_count
+from devtools.ticks import tick_sensor
+from ingestion_project.lib.ledger import END_FIGURES, Ledger, is_balanced
+from ingestion_project.transform.automation import WAREHOUSE_SELECTION
 
-WORK_DIR = Path(__file__).resolve().parents[2] / ".local" / "demo"
+WORK_DIR = Path(__file__).resolve().parents[1] / ".local" / "demo"
 # The summary is the demo's output: run logs (a failed document's stack trace among them) stay in the instance,
 # as in the UI, and only a run that could not run at all is printed.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -48,53 +49,52 @@ class PassReport:
     warehouse_succeeded: bool = False
     checks: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # checks that failed at WARN severity: reported, not fatal
+    automation_cursor: object = None  # where the next evaluation of the automation conditions starts
 
 
-def _tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None):
-    with dg.build_sensor_context(
-        instance=instance, resources=defs.resources, cursor=cursor, sensor_name=name
-    ) as context:
-        return defs.get_sensor_def(name)(context)
-
-
-def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance, dbt_log: TextIO | None = None) -> PassReport:
-    """One discovery tick → its ingestion runs → one warehouse tick → its dbt build, in this process."""
+def run_pass(
+    defs: dg.Definitions, instance: dg.DagsterInstance, dbt_log: TextIO | None = None, automation_cursor=None
+) -> PassReport:
+    """One discovery tick → its ingestion runs → one evaluation of the warehouse's automation conditions → the build
+    it requests, in this process."""
     report = PassReport()
-    found = _tick(defs, "document_discovery_sensor", instance)
+    found = tick_sensor(defs.resolve_sensor_def("document_discovery_sensor"), instance, defs.resources)
     if isinstance(found, dg.SkipReason):
         report.skip_reason = found.skip_message
     else:
         _ingest(defs, instance, found, report)
     if os.environ.get("SHOP_DATABASE_URL"):
-        result = defs.get_job_def("extract_shop").execute_in_process(
+        result = defs.resolve_job_def("extract_shop").execute_in_process(
             instance=instance, run_config=QUIET, raise_on_error=False
         )
         report.extractions.append(f"extract_shop: {'succeeded' if result.success else 'FAILED'}")
-    if not (report.requested or report.extractions):
-        return report
-    build = _tick(defs, "warehouse_after_ingestion_sensor", instance)
-    for request in getattr(build, "run_requests", None) or []:
+    # One evaluation of the warehouse's automation conditions, as warehouse_automation_sensor makes it.
+    evaluation = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=WAREHOUSE_SELECTION, cursor=automation_cursor
+    )
+    report.automation_cursor = evaluation.cursor
+    requested = sorted(r.key for r in evaluation.results if isinstance(r.key, dg.AssetKey) and r.true_subset.size)
+    print(f"Automation conditions requested {len(requested)} warehouse asset(s)")
+    if requested:
         # dbt's console output goes to `dbt_log` (when given): the summary reports the build and its tests.
         with contextlib.redirect_stdout(dbt_log) if dbt_log else contextlib.nullcontext():
-            result = defs.get_job_def(request.job_name or "build_warehouse").execute_in_process(
-                instance=instance, tags=request.tags, run_config=QUIET, raise_on_error=False
+            result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+                instance=instance, asset_selection=requested, run_config=QUIET, raise_on_error=False
             )
         report.warehouse_ran = True
         report.warehouse_succeeded = result.success
-        for evaluation in result.get_asset_check_evaluations():
-            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
+        for check in result.get_asset_check_evaluations():
+            name = f"{check.asset_key.to_user_string()}:{check.check_name}"
+            if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
                 report.warnings.append(name)
             else:
-                report.checks[name] = evaluation.passed
+                report.checks[name] = check.passed
     return report
 
 
 def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance, found: dg.SensorResult, report: PassReport) -> None:
     """The ingestion runs one discovery tick requested, launched as the daemon would."""
-    for request in found.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    ingest = defs.get_job_def("ingest_documents")
+    ingest = defs.resolve_job_def("ingest_documents")
     for request in found.run_requests:
         report.requested.append(request.run_key)
         result = ingest.execute_in_process(
@@ -130,36 +130,12 @@ def summarize_failures(book: Ledger) -> list[str]:
     lettered = {r["object_key"] for r in book.dead_letter_rows() if r["state"] == "open"}
     if failed != lettered:
         problems.append(f"failed documents {sorted(failed)} but open dead letters for {sorted(lettered)}")
-    figures = conservation(book)
     rows = []
-    for source, f in sorted(figures.items()):
-        ends = sum(f[name] for name in TERMINAL_FIGURES) + f["in_flight"]
-        rows.append(
-            (
-                source,
-                f["discovered"],
-                f["success"],
-                f["failed"],
-                f["skipped"],
-                f["superseded"],
-                f["quarantined"],
-                f["in_flight"],
-                "yes" if ends == f["discovered"] else "NO",
-            )
-        )
-        if ends != f["discovered"]:
+    for source, f in sorted(book.conservation().items()):
+        rows.append((source, f["discovered"], *(f[name] for name in END_FIGURES), f["in_flight"], is_balanced(f)))
+        if not is_balanced(f):
             problems.append(f"ledger of source {source} does not balance: {f}")
-    headers = (
-        "source",
-        "discovered",
-        "success",
-        "failed",
-        "skipped",
-        "superseded",
-        "quarantined",
-        "in flight",
-        "balanced",
-    )
+    headers = ("source", "discovered", *END_FIGURES, "in flight", "balanced")
     print("\nConservation (discovered = every terminal state + in flight)\n" + _table(rows, headers))
     return problems
 
@@ -281,10 +257,10 @@ def main() -> int:
         shop_url = postgres.create_database("shop")
         os.environ["SHOP_DATABASE_URL"] = shop_url
         print(f"Local PostgreSQL on port {postgres.port}: shop.payments has {create_payments(shop_url)} rows")
-        from ingestion_project.devtools.workspace import workspace_definitions
+        from devtools.workspace import workspace_definitions
 
         defs = workspace_definitions()
-        from ingestion_project.ingestion.resources import LedgerResource
+        from ingestion_project.core.resources import LedgerResource
 
         home = WORK_DIR / "dagster"
         home.mkdir()
@@ -294,7 +270,7 @@ def main() -> int:
             report = run_pass(defs, instance, dbt_log)
             # New payments and a refund after the watermark: the second extraction reads just those.
             change_payments(shop_url)
-            second = run_pass(defs, instance, dbt_log)
+            second = run_pass(defs, instance, dbt_log, report.automation_cursor)
             report.extractions += second.extractions
             report.warehouse_succeeded = report.warehouse_succeeded and second.warehouse_succeeded
         book = LedgerResource().ledger()

@@ -1,9 +1,9 @@
 """Upload the sample documents (`samples/<bucket>/<key>`) to S3, creating the buckets first.
 
-    python -m ingestion_project.devtools.seed [--samples-dir samples]
+    python -m devtools.seed [--samples-dir samples]
 
 The CLI builds a plain `boto3.client("s3")`, so the endpoint and credentials come from the standard AWS_*
-variables (see `python -m ingestion_project.devtools.local_s3 env`).
+variables (see `python -m devtools.local_s3 env`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 DEFAULT_BUCKETS = ("landing", "docs", "bronze")
-DEFAULT_SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
+DEFAULT_SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 # Fixed types for the formats we ingest: the mimetypes module depends on the machine's mime.types and knows
 # neither .ndjson nor .parquet.
 CONTENT_TYPES = {
@@ -87,7 +87,7 @@ def seed(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: seed the S3 service that the standard AWS_* environment points at."""
-    parser = argparse.ArgumentParser(prog="python -m ingestion_project.devtools.seed")
+    parser = argparse.ArgumentParser(prog="python -m devtools.seed")
     parser.add_argument("--samples-dir", type=Path, default=DEFAULT_SAMPLES_DIR)
     parser.add_argument(
         "--bucket", action="append", dest="buckets", help=f"repeatable (default: {' '.join(DEFAULT_BUCKETS)})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import dagster as dg
 from botocore.config import Config
 from pydantic import Field, PrivateAttr
 
-from ingestion_project.config import LocalSourceConfig, Settings, default_settings, load_settings
+from ingestion_project.config import SOURCES_FILE_ENV, LocalSourceConfig, Settings, default_settings, load_settings
 from ingestion_project.lib.ledger import Ledger, create_ledger_engine
 from ingestion_project.lib.object_store import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -125,5 +126,18 @@ def from_environment(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-# One instance for both code locations, so that their definitions can also be merged into one (demo, tests).
-DEFAULT_LEDGER = LedgerResource(url=from_environment(LEDGER_URL_ENV))
+@functools.cache
+def platform_resources() -> dict[str, dg.ConfigurableResource]:
+    """The `ingestion` and `ledger` resources every code location binds, configured from the environment and shown
+    in the UI as variables: the sources file, the S3 endpoint, the ledger URL.
+
+    The same objects on every call, so that both code locations' definitions can also be merged into one (the demo,
+    the tests).
+    """
+    return {
+        "ingestion": IngestionResource(
+            s3=S3Resource(endpoint_url=from_environment("AWS_ENDPOINT_URL_S3")),
+            sources_file=from_environment(SOURCES_FILE_ENV),
+        ),
+        "ledger": LedgerResource(url=from_environment(LEDGER_URL_ENV)),
+    }

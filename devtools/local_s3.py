@@ -3,9 +3,9 @@
 The state dir holds our files (state JSON, console log, weed's logs/) and a `data/` subdirectory for weed,
 because `weed mini -dir=X` deletes files it does not know in X. `make dev` uses the CLI, tests the class:
 
-    python -m ingestion_project.devtools.local_s3 start --state-dir .local/s3 [--port 8333]
-    eval "$(python -m ingestion_project.devtools.local_s3 env --state-dir .local/s3)"
-    python -m ingestion_project.devtools.local_s3 stop --state-dir .local/s3
+    python -m devtools.local_s3 start --state-dir .local/s3 [--port 8333]
+    eval "$(python -m devtools.local_s3 env --state-dir .local/s3)"
+    python -m devtools.local_s3 stop --state-dir .local/s3
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ class LocalS3Server:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: `start` (idempotent, detached), `stop`, or `env` (shell exports) for the server in --state-dir."""
-    parser = argparse.ArgumentParser(prog="python -m ingestion_project.devtools.local_s3")
+    parser = argparse.ArgumentParser(prog="python -m devtools.local_s3")
     parser.add_argument("command", choices=("start", "stop", "env"))
     parser.add_argument("--state-dir", default=".local/s3", help="state, logs and data/ (default: .local/s3)")
     parser.add_argument("--port", type=int, help="S3 port for `start` (default: a free one)")

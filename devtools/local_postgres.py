@@ -25,7 +25,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy import URL
 
-from ingestion_project.devtools.local_s3 import pid_alive
+from devtools.local_s3 import pid_alive
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 SYSTEM_USER = "postgres"  # the Debian package's system user, and the cluster's superuser

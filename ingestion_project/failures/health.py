@@ -1,4 +1,4 @@
-"""`make health` (python -m ingestion_project.health): is the platform healthy right now?
+"""`make health` (python -m ingestion_project.failures.health): is the platform healthy right now?
 
 One line per check — each S3 source and the bronze bucket reachable, the ledger open and migrated, the warehouse
 readable and built, the sensors ticking, the oldest document in flight not too old — then exit 0 when all are
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ingestion_project.config import Settings, default_settings
-from ingestion_project.ingestion.resources import LedgerResource, S3Resource
-from ingestion_project.transform.warehouse import warehouse_path
+from ingestion_project.core.resources import LedgerResource, S3Resource
+from ingestion_project.core.warehouse import warehouse_path
 
-SENSORS = ("document_discovery_sensor", "warehouse_after_ingestion_sensor")
+SENSORS = ("document_discovery_sensor", "warehouse_automation_sensor")
 DEFAULT_MAX_IN_FLIGHT = timedelta(hours=1)
 DEFAULT_MAX_TICK_AGE = timedelta(minutes=10)
 
@@ -96,7 +96,7 @@ def warehouse_check() -> Check:
 
         path = warehouse_path()
         if path is None or not path.exists():
-            raise FileNotFoundError(f"no warehouse at {path} (has build_warehouse run?)")
+            raise FileNotFoundError(f"no warehouse at {path} (has the warehouse been built?)")
         with duckdb.connect(str(path), read_only=True) as con:
             [(built,)] = con.execute("select max(loaded_at) from main.stg_bronze__documents").fetchall()
         return f"{path} readable, last build read bronze at {built:%Y-%m-%d %H:%M} UTC" if built else f"{path} empty"
@@ -172,7 +172,9 @@ def run_checks(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingestion_project.health", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ingestion_project.failures.health", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--no-sensors", action="store_true", help="skip the sensor ticks (no daemon expected)")
     parser.add_argument("--max-in-flight-minutes", type=float, default=DEFAULT_MAX_IN_FLIGHT.total_seconds() / 60)
     args = parser.parse_args(argv)

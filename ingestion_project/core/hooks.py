@@ -7,7 +7,7 @@ transaction), with everything the record needs; the hook writes the JSON objects
 
 import dagster as dg
 
-from ingestion_project.failures.dead_letters import write_pending
+from ingestion_project.core.dead_letters import write_pending
 
 
 @dg.failure_hook(required_resource_keys={"ingestion", "ledger"})

@@ -6,6 +6,6 @@ import dagster as dg
 def workspace_definitions() -> dg.Definitions:
     """The ingestion and warehouse code locations of workspace.yaml, merged."""
     from ingestion_project.definitions import defs as ingestion
-    from ingestion_project.transform.definitions import defs as warehouse
+    from ingestion_project.warehouse_definitions import defs as warehouse
 
-    return dg.Definitions.merge(ingestion, warehouse)
+    return dg.Definitions.merge(ingestion(), warehouse())

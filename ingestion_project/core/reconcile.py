@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from ingestion_project.config import Settings
-from ingestion_project.failures.dead_letters import StoreFor, record_key, write_pending
-from ingestion_project.ingestion.batches import BATCH_TAG
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.core.dead_letters import StoreFor, record_key, write_pending
+from ingestion_project.core.tags import BATCH_TAG
 from ingestion_project.lib.ledger import Failure, Ledger
 
 ACTIVE_RUN_STATUSES = [
@@ -160,32 +159,3 @@ def log_reconciliation(log, found: Reconciliation) -> None:
         log.warning(f"Reconciled the ledger: {found.summary()}")
     for problem in found.problems:
         log.error(f"Dead-letter record still pending (retried on the next sensor tick): {problem}")
-
-
-def _reconcile_finished(context, ingestion: IngestionResource, ledger: LedgerResource, ended: str) -> None:
-    settings, store_for = ingestion.settings(), ingestion.dead_letter_store
-    found = reconcile_run(ledger.ledger(), settings, store_for, context.dagster_run, ended)
-    log_reconciliation(context.log, found)
-
-
-@dg.run_failure_sensor(
-    name="ingestion_failed_run_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Releases the document versions a failed run held or never claimed, and writes pending dead letters.",
-)
-def ingestion_failed_run_sensor(
-    context: dg.RunFailureSensorContext, ingestion: IngestionResource, ledger: LedgerResource
-) -> None:
-    _reconcile_finished(context, ingestion, ledger, "failed")
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.CANCELED,
-    name="ingestion_canceled_run_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Releases the document versions a canceled (terminated) run held or never claimed.",
-)
-def ingestion_canceled_run_sensor(
-    context: dg.RunStatusSensorContext, ingestion: IngestionResource, ledger: LedgerResource
-) -> None:
-    _reconcile_finished(context, ingestion, ledger, "was canceled")

@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from ingestion_project.health import run_checks
-from ingestion_project.ingestion.assets import raw_documents
-from ingestion_project.ingestion.resources import IngestionResource, LedgerResource
+from ingestion_project.core.keys import RAW_DOCUMENTS
+from ingestion_project.core.resources import IngestionResource, LedgerResource
+from ingestion_project.failures.health import run_checks
 
 
 @dg.asset_check(
-    asset=raw_documents,
+    asset=RAW_DOCUMENTS,
     name="platform_is_healthy",
     description=(
         "The checks of `make health`: S3 per source and bronze, the ledger, the warehouse, the sensor daemon and "
