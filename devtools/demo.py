@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -37,6 +38,10 @@ WORK_DIR = Path(__file__).resolve().parents[1] / ".local" / "demo"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+# Per instance, where the next evaluation of the warehouse's automation conditions starts.
+_AUTOMATION_CURSORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 @dataclass
 class PassReport:
     """What one pass did: the runs it launched and how they ended."""
@@ -49,12 +54,9 @@ class PassReport:
     warehouse_succeeded: bool = False
     checks: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # checks that failed at WARN severity: reported, not fatal
-    automation_cursor: object = None  # where the next evaluation of the automation conditions starts
 
 
-def run_pass(
-    defs: dg.Definitions, instance: dg.DagsterInstance, dbt_log: TextIO | None = None, automation_cursor=None
-) -> PassReport:
+def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance, dbt_log: TextIO | None = None) -> PassReport:
     """One discovery tick → its ingestion runs → one evaluation of the warehouse's automation conditions → the build
     it requests, in this process."""
     report = PassReport()
@@ -68,11 +70,12 @@ def run_pass(
             instance=instance, run_config=QUIET, raise_on_error=False
         )
         report.extractions.append(f"extract_shop: {'succeeded' if result.success else 'FAILED'}")
-    # One evaluation of the warehouse's automation conditions, as warehouse_automation_sensor makes it.
+    # One evaluation of the warehouse's automation conditions, as warehouse_automation_sensor makes it, from where
+    # the previous one on this instance left off (the sensor keeps that cursor in its ticks).
     evaluation = dg.evaluate_automation_conditions(
-        defs=defs, instance=instance, asset_selection=WAREHOUSE_SELECTION, cursor=automation_cursor
+        defs=defs, instance=instance, asset_selection=WAREHOUSE_SELECTION, cursor=_AUTOMATION_CURSORS.get(instance)
     )
-    report.automation_cursor = evaluation.cursor
+    _AUTOMATION_CURSORS[instance] = evaluation.cursor
     requested = sorted(r.key for r in evaluation.results if isinstance(r.key, dg.AssetKey) and r.true_subset.size)
     print(f"Automation conditions requested {len(requested)} warehouse asset(s)")
     if requested:
@@ -270,7 +273,7 @@ def main() -> int:
             report = run_pass(defs, instance, dbt_log)
             # New payments and a refund after the watermark: the second extraction reads just those.
             change_payments(shop_url)
-            second = run_pass(defs, instance, dbt_log, report.automation_cursor)
+            second = run_pass(defs, instance, dbt_log)
             report.extractions += second.extractions
             report.warehouse_succeeded = report.warehouse_succeeded and second.warehouse_succeeded
         book = LedgerResource().ledger()
