@@ -4,8 +4,8 @@ import dagster as dg
 import pytest
 
 from devtools.ticks import tick_sensor
-from ingestion_project.core.reconcile import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
 from ingestion_project.failures.replay import replay_dead_letters_job
+from ingestion_project.failures.run_sensors import ingestion_canceled_run_sensor, ingestion_failed_run_sensor
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.jobs import ingest_documents_job
 from ingestion_project.ingestion.sensors import document_discovery_sensor
