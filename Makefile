@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 S3_STATE := .local/s3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help install dev demo test test-quick bench health lint validate postgres s3-start s3-stop clean
+.PHONY: help install dev demo test test-quick bench health lint validate postgres chromium ui-check s3-start s3-stop clean
 
 help:
 	@echo "make dev    install, start the local S3 server with sample documents, run dagster dev (sensors on)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-quick  lint and the fast tests (ledger, sensor, asset, config): the inner loop"
 	@echo "make bench  throughput, large and hostile files, discovery, dbt and import costs, each next to a baseline"
 	@echo "make health  one line per check (S3 per source, ledger, warehouse, sensors, backlog); non-zero if unhealthy"
+	@echo "make ui-check  screenshot the UI in headless Chromium and check it shows assets, failures, checks, automation"
 	@echo "make s3-stop  stop the local S3 server that make dev started"
 
 $(UV):
@@ -79,7 +80,15 @@ validate: install
 postgres:
 	@bash devtools/install_postgres.sh || [ "$$CI" != "true" ]
 
-test: postgres lint validate
+# Debian's Chromium for the UI check (tests/test_ui.py); like PostgreSQL, it skips without it except in CI.
+chromium:
+	@bash devtools/install_chromium.sh || [ "$$CI" != "true" ]
+
+# The UI a new user opens, rendered by headless Chromium: screenshots and one line per page (see scripts/ui_check.py).
+ui-check: install chromium
+	$(BIN)/python scripts/ui_check.py
+
+test: postgres chromium lint validate
 	$(BIN)/pytest -q
 
 # The inner loop: no dbt builds, no worker processes, no fault proxy scenarios (about a minute on 2 cores).

