@@ -176,7 +176,7 @@ def _extraction_row(book: Ledger, source: PostgresSourceConfig, spec: DatabaseTa
     etag = extraction_id(spec.load, run_id)
     version = DocumentVersion(DocumentRef(source.name, source.bucket, spec.label), etag)
     book.record_discovered([version])
-    return book.get(version.as_row())
+    return book.get(version)
 
 
 def _land(

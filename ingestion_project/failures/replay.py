@@ -9,7 +9,8 @@ import dagster as dg
 
 from ingestion_project.core.dead_letters import write_pending
 from ingestion_project.core.resources import IngestionResource, LedgerResource
-from ingestion_project.lib.ledger.store import VERSION_FIELDS
+from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.versions import DocumentVersion
 
 
 class ReplayConfig(dg.Config):
@@ -28,7 +29,7 @@ def replay_dead_letters(
     outcome: dict[str, list[str]] = {"requested": [], "quarantined": [], "in_flight": [], "source_removed": []}
     outcome["database"] = []
     for letter in book.open_dead_letters(config.limit, config.source):
-        version = {name: letter[name] for name in VERSION_FIELDS}
+        version = DocumentVersion(DocumentRef(letter["source"], letter["bucket"], letter["object_key"]), letter["etag"])
         if settings.has_database(letter["source"]):
             # Not replayed: the table's next extraction reads the same rows again and closes this dead letter.
             outcome["database"].append(letter["partition_key"])

@@ -229,7 +229,7 @@ class IngestionRun:
         )
         if closed is None:
             return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")
-        schema = self.book.schema_version(row)
+        schema = self.book.schema_version(version)
         return Outcome("landed", version, doc=doc, closed_letters=len(closed), schema=schema)
 
     def _failed(self, lease: Lease, row: dict, version: DocumentVersion, error: Exception) -> Outcome:

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.versions import DocumentVersion
 from tests.failures.conftest import Pipeline
 
 GOOD = "order_id,amount\nO-1,1.50\nO-2,2.50\n"
@@ -145,7 +146,7 @@ def test_a_worker_that_dies_holding_a_version_is_released_when_its_lease_expires
     pipeline = make_pipeline(settings={"lease_seconds": 2})
     [request] = pipeline.tick().run_requests
     [pinned] = request.run_config["ops"]["raw_documents"]["config"]["versions"]
-    version = {"source": "inbox", "bucket": "", "object_key": "a.csv", "etag": pinned["etag"]}
+    version = DocumentVersion(DocumentRef("inbox", "", "a.csv"), pinned["etag"])
     # A worker claims the document and dies without a word: nothing renews its lease.
     lease = pipeline.ledger.claim([pinned["seq"]], "dead-run", timedelta(seconds=2))
     assert [row["id"] for row in lease.rows] == [pinned["seq"]]

@@ -15,6 +15,7 @@ import pytest
 
 from ingestion_project.core.resources import LedgerResource
 from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.versions import DocumentVersion
 from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import (
     assert_nothing_lost_or_doubled,
@@ -66,10 +67,10 @@ def partition(bucket: str) -> str:
     return DocumentRef("orders", bucket, KEY).partition_key
 
 
-def version_of(request: dg.RunRequest) -> dict:
-    """The ledger identity of the one version a request pins."""
+def version_of(request: dg.RunRequest) -> DocumentVersion:
+    """The one version a request pins."""
     [pin] = pinned(request)
-    return {"source": pin["source"], "bucket": pin["bucket"], "object_key": pin["key"], "etag": pin["etag"]}
+    return DocumentVersion(DocumentRef(pin["source"], pin["bucket"], pin["key"]), pin["etag"])
 
 
 def object_gets(proxy, bucket: str) -> list:
@@ -201,7 +202,7 @@ def test_object_deleted_after_listing_gets_its_few_retries_then_the_dlq(
     }
     pipeline = make_pipeline(retries=retries)
     [request] = pipeline.tick().run_requests
-    listed_etag = version_of(request)["etag"]
+    listed_etag = version_of(request).etag
     deleter = None
     if when == "before_the_run":
         s3_client.delete_object(Bucket=landing, Key=KEY)
@@ -285,7 +286,7 @@ def test_worker_killed_mid_document_is_released_when_its_lease_expires_and_inges
     tick = pipeline.tick()  # releases the version, marks the dead run failed and requests the version again
     [again] = tick.run_requests
     assert again.run_key != request.run_key  # the daemon would drop a run key it has seen
-    assert pinned(again)[0]["etag"] == version["etag"]
+    assert pinned(again)[0]["etag"] == version.etag
     assert instance.get_run_by_id(held["run_id"]).status == dg.DagsterRunStatus.FAILURE
     row = pipeline.ledger.get(version)
     assert (row["status"], row["lost_count"], row["lease_token"], row["request_key"]) == (
@@ -407,7 +408,7 @@ def test_overwritten_object_is_reprocessed_once_and_both_versions_are_kept(
     tick, [second] = pipeline.run_requests()
     [request] = tick.run_requests
     new_etag = s3_client.head_object(Bucket=landing, Key=KEY)["ETag"].strip('"')
-    assert version_of(request)["etag"] == new_etag  # the new version, pinned
+    assert version_of(request).etag == new_etag  # the new version, pinned
     assert request.run_key != first_tick.run_requests[0].run_key
     assert second.success and len(second.asset_materializations_for_node("raw_documents")) == 1
     assert requested(pipeline.tick()) == []  # each version once
@@ -428,7 +429,7 @@ def test_object_overwritten_during_its_download_is_superseded_not_retried_and_th
 ):
     pipeline = make_pipeline()
     [request] = pipeline.tick().run_requests
-    old_etag = version_of(request)["etag"]
+    old_etag = version_of(request).etag
     # The run's GET of the pinned version is held back and the object is overwritten meanwhile.
     s3_proxy.delay(2.0, method="GET", path=f"/{landing}/{KEY}")
 
@@ -450,7 +451,7 @@ def test_object_overwritten_during_its_download_is_superseded_not_retried_and_th
 
     tick, [second] = pipeline.run_requests()
     new_etag = s3_client.head_object(Bucket=landing, Key=KEY)["ETag"].strip('"')
-    assert [version_of(r)["etag"] for r in tick.run_requests] == [new_etag]
+    assert [version_of(r).etag for r in tick.run_requests] == [new_etag]
     assert second.success and len(second.asset_materializations_for_node("raw_documents")) == 1
     assert requested(pipeline.tick()) == []
     assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket, also={"SUPERSEDED"})

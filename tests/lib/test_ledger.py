@@ -45,7 +45,7 @@ LEASE = timedelta(minutes=10)
 
 def discovered(ledger: Ledger, *versions: DocumentVersion) -> list[int]:
     ledger.record_discovered(versions)
-    return [ledger.get(v.as_row())["id"] for v in versions]
+    return [ledger.get(v)["id"] for v in versions]
 
 
 def test_migrations_create_the_tables_and_are_idempotent(ledger_url):
@@ -72,7 +72,7 @@ def test_a_new_version_supersedes_waiting_and_failed_older_ones_and_closes_their
     assert ledger.fail(first, lease.token, failure())
     [superseded] = ledger.record_discovered([version(etag="e2")])
     assert superseded["etag"] == "e1"
-    assert ledger.get(version(etag="e1").as_row())["status"] == Status.SUPERSEDED
+    assert ledger.get(version(etag="e1"))["status"] == Status.SUPERSEDED
     [letter] = ledger.dead_letter_rows()
     assert (letter["state"], letter["dlq_key"]) == ("superseded", "dlq/superseded/ingestion/2026/11/22/a.json")
     assert ledger.open_dead_letters() == []
@@ -121,7 +121,7 @@ def test_outcomes_are_fenced_by_the_lease_token(ledger):
     assert not ledger.fail(row_id, lease.token, failure())
     assert ledger.supersede(row_id, lease.token, "gone") is None
     assert not ledger.holds(row_id, lease.token) and ledger.holds(row_id, successor.token)
-    row = ledger.get(version().as_row())
+    row = ledger.get(version())
     assert (row["status"], row["run_id"], row["lost_count"]) == ("PROCESSING", "successor", 1)
     assert ledger.dead_letter_rows() == []
 
@@ -139,7 +139,7 @@ def test_a_failure_and_its_dead_letter_are_recorded_together_and_the_object_is_p
     [row_id] = discovered(ledger, version())
     lease = ledger.claim([row_id], "r1", LEASE)
     assert ledger.fail(row_id, lease.token, failure(content_type="text/csv; " + "x" * 400))
-    row = ledger.get(version().as_row())
+    row = ledger.get(version())
     assert (row["status"], row["error_class"], row["error_traceback"]) == ("FAILED", "validation", "Traceback ...")
     [pending] = ledger.pending_dead_letters("r1")
     assert (pending["state"], pending["stored_key"], len(pending["content_type"])) == ("open", None, 410)
@@ -152,13 +152,13 @@ def test_a_replay_that_fails_again_refreshes_its_one_open_record_and_success_res
     ledger.fail(row_id, ledger.claim([row_id], "r1", LEASE).token, failure())
     [letter] = ledger.pending_dead_letters()
     ledger.dead_letter_stored(letter["dlq_key"], letter["dlq_key"])
-    assert ledger.request_replay(version().as_row())
+    assert ledger.request_replay(version())
     ledger.fail(row_id, ledger.claim([row_id], "r2", LEASE).token, failure(message="still bad"))
     [letter] = ledger.open_dead_letters()
     assert (letter["run_id"], letter["retry_count"], letter["error_message"]) == ("r2", 1, "still bad")
     assert letter["stored_key"] is None  # rewritten with the new failure
     ledger.dead_letter_stored(letter["dlq_key"], letter["dlq_key"])
-    assert ledger.request_replay(version().as_row())
+    assert ledger.request_replay(version())
     lease = ledger.claim([row_id], "r3", LEASE)
     [resolved] = ledger.succeed(row_id, lease.token, sha256="x", records=1, bytes_read=1, duration_ms=1)
     assert resolved["dlq_key"] == closed_key(letter["dlq_key"], "resolved")
@@ -171,13 +171,13 @@ def test_a_released_version_is_requested_again_and_a_quarantined_one_gets_a_dead
     assert ledger.mark_requested([row_id], "req-1") == 1
     [requested] = ledger.requested_by("req-1")
     assert ledger.release(requested, "run died before its claim")
-    row = ledger.get(version().as_row())
+    row = ledger.get(version())
     assert (row["status"], row["requested_at"], row["lost_count"]) == ("DISCOVERED", None, 1)
     assert [r["id"] for r in ledger.due("s")] == [row_id]
     ledger.claim([row_id], "r2", LEASE)
     [held] = ledger.held_by("r2")
     assert ledger.release(held, "worker killed", quarantine=failure(error_type="WorkerLost", error_class="unexpected"))
-    row = ledger.get(version().as_row())
+    row = ledger.get(version())
     assert (row["status"], row["lost_count"]) == ("QUARANTINED", 2)
     [letter] = ledger.dead_letter_rows()
     assert (letter["state"], letter["error_type"]) == ("quarantined", "WorkerLost")
@@ -201,10 +201,10 @@ def test_versions_of_a_removed_source_are_skipped_and_restored_with_it(ledger):
     lease = ledger.claim([ids[1]], "live", LEASE)
     [skipped] = ledger.skip_waiting("s", "source 's' was removed")
     assert skipped["object_key"] == "a.csv"
-    assert ledger.get(version("a.csv").as_row())["status"] == "SKIPPED"
+    assert ledger.get(version("a.csv"))["status"] == "SKIPPED"
     assert ledger.holds(ids[1], lease.token)  # a live lease finishes on its own
     assert ledger.restore_skipped("s") == 1
-    assert ledger.get(version("a.csv").as_row())["status"] == "DISCOVERED"
+    assert ledger.get(version("a.csv"))["status"] == "DISCOVERED"
 
 
 def test_latest_version_follows_the_objects_own_order(ledger):
@@ -240,7 +240,7 @@ def test_success_records_each_versions_schema_and_its_change_against_the_sources
         ["tip"],
         [{"name": "amount", "from": "double", "to": "string"}],
     )
-    assert ledger.schema_version(version("c.csv").as_row())["id"] == changed["id"]
+    assert ledger.schema_version(version("c.csv"))["id"] == changed["id"]
 
 
 def test_a_watermark_moves_only_with_a_successful_extraction_and_a_reset_forgets_it(ledger):

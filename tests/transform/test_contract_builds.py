@@ -12,10 +12,15 @@ import dagster as dg
 import pytest
 
 from ingestion_project.ingestion.assets import raw_documents
+from ingestion_project.lib.versions import DocumentVersion
 from tests.ingestion.test_raw_documents import run_batch, sensor_requests
 from tests.transform.conftest import build_warehouse
 
 HEADER = "order_id,customer_id,order_date,status,amount,currency"
+
+
+def version_of(book, key: str) -> DocumentVersion:
+    return DocumentVersion.from_row(next(row for row in book.versions() if row["object_key"] == key))
 
 
 def orders(first: int, count: int, *, extra: str = "") -> list[str]:
@@ -125,7 +130,8 @@ def test_each_mode_decides_the_drifting_series_at_ingestion_and_the_warehouse_bu
     assert set(contracts) == set(DOCUMENTS) - failed
     assert {c["mode"] for c in contracts.values()} == {mode}
     assert materializations["orders/01-declared.csv"]["contract"].value == f"{mode}: as declared"
-    assert json.loads(book.schema_version(outcomes["01-declared.csv"])["contract_json"])["rescued_rows"] == 0
+    declared = book.schema_version(DocumentVersion.from_row(outcomes["01-declared.csv"]))
+    assert json.loads(declared["contract_json"])["rescued_rows"] == 0
     # What each mode did with the drift, in staging and in the records (one ingestion and build per mode).
     MODE_CHECKS.get(mode, lambda *_: None)(book, materializations, build)
 
@@ -147,7 +153,7 @@ def rescue_keeps_the_poison_row_with_its_value_in_rescued_data(book, materializa
     assert materializations["orders/04-poison.csv"]["rescued_rows"].value == 1
     # The schema history keeps the document's own columns (amount as text; what it is retyped against depends on
     # which version landed before it), and what the contract did with it.
-    poison = book.schema_version(next(row for row in book.versions() if row["object_key"] == "orders/04-poison.csv"))
+    poison = book.schema_version(version_of(book, "orders/04-poison.csv"))
     assert {c["name"]: c["type"] for c in json.loads(poison["columns_json"])}["amount"] == "string"
     assert json.loads(poison["contract_json"])["rescued_values"] == 1
 
@@ -161,7 +167,7 @@ def discard_drops_the_new_column_and_records_how_much(book, materializations, bu
     }
     assert "tip" not in columns
     assert materializations["orders/02-added.csv"]["discarded_values"].value == 4
-    added = book.schema_version(next(row for row in book.versions() if row["object_key"] == "orders/02-added.csv"))
+    added = book.schema_version(version_of(book, "orders/02-added.csv"))
     assert json.loads(added["contract_json"])["unexpected_columns"] == ["tip"]
 
 

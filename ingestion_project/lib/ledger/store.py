@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -48,8 +49,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _matches(version: dict, columns=t):
-    return sa.and_(*(columns[name] == version[name] for name in VERSION_FIELDS))
+def _matches(row: Mapping[str, Any], columns=t):
+    """The rows of ``columns`` (processed files or dead letters) of the same version as ``row``."""
+    return sa.and_(*(columns[name] == row[name] for name in VERSION_FIELDS))
+
+
+def _is(version: DocumentVersion, columns=t):
+    """The rows of ``columns`` that record ``version``."""
+    source, bucket, key, etag = version.identity
+    return sa.and_(columns.source == source, columns.bucket == bucket, columns.object_key == key, columns.etag == etag)
 
 
 def closed_key(key: str, state: str) -> str:
@@ -194,7 +202,7 @@ class Ledger:
         """The rows of ``versions``, inserting the ones the ledger lacks as DISCOVERED (a run started by hand)."""
         found = {}
         for version in versions:
-            row = self.get(version.as_row())
+            row = self.get(version)
             if row is None:
                 try:
                     with self.engine.begin() as conn:
@@ -205,7 +213,7 @@ class Ledger:
                         )
                 except sa.exc.IntegrityError:
                     pass  # inserted meanwhile by the sensor or another run
-                row = self.get(version.as_row())
+                row = self.get(version)
             found[row["id"]] = row
         return list(found.values())
 
@@ -357,13 +365,9 @@ class Ledger:
             )
         )
 
-    def schema_version(self, version: dict) -> dict | None:
-        """The recorded schema of a version (``source``, ``bucket``, ``object_key``, ``etag``), if it landed."""
-        c = schema_versions.c
-        query = sa.select(schema_versions).where(
-            *(getattr(c, k) == version[k] for k in ("source", "bucket", "object_key", "etag"))
-        )
-        rows = self._rows(query)
+    def schema_version(self, version: DocumentVersion) -> dict | None:
+        """The recorded schema of ``version``, if it landed."""
+        rows = self._rows(sa.select(schema_versions).where(_is(version, schema_versions.c)))
         return rows[0] if rows else None
 
     def schema_version_rows(self) -> list[dict]:
@@ -621,13 +625,13 @@ class Ledger:
             query = query.where(d.source == source)
         return self._rows(query.limit(limit))
 
-    def request_replay(self, version: dict) -> bool:
+    def request_replay(self, version: DocumentVersion) -> bool:
         """A FAILED version goes back to DISCOVERED with one replay more and fresh retries, for the sensor."""
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(
                     processed_files.update()
-                    .where(_matches(version), t.status == Status.FAILED)
+                    .where(_is(version), t.status == Status.FAILED)
                     .values(
                         status=Status.DISCOVERED,
                         requested_at=None,
@@ -638,10 +642,10 @@ class Ledger:
                 ).rowcount
             )
 
-    def quarantine(self, version: dict) -> list[dict]:
+    def quarantine(self, version: DocumentVersion) -> list[dict]:
         """A FAILED version out of replays: QUARANTINED, its open dead letters closed as quarantined."""
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(processed_files).where(_matches(version))).first()
+            row = conn.execute(sa.select(processed_files).where(_is(version))).first()
             if row is None:
                 return []
             conn.execute(processed_files.update().where(t.id == row.id).values(status=Status.QUARANTINED))
@@ -649,8 +653,9 @@ class Ledger:
 
     # Reads
 
-    def get(self, version: dict) -> dict | None:
-        rows = self._rows(sa.select(processed_files).where(_matches(version)))
+    def get(self, version: DocumentVersion) -> dict | None:
+        """The ledger row of ``version``, if it was discovered."""
+        rows = self._rows(sa.select(processed_files).where(_is(version)))
         return rows[0] if rows else None
 
     def latest_version(self, source: str, bucket: str, key: str) -> dict | None:
