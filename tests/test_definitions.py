@@ -56,12 +56,12 @@ def test_definitions_load_with_both_domains():
 
 def test_sensors_start_running_by_default():
     for name in ("document_discovery_sensor", "warehouse_automation_sensor", *RUN_STATUS_SENSORS, *ALERT_SENSORS):
-        assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_run_status_sensors_are_registered_as_run_status_sensors():
     for name in RUN_STATUS_SENSORS:
-        sensor = defs.get_sensor_def(name)
+        sensor = defs.resolve_sensor_def(name)
         assert isinstance(sensor, dg.RunStatusSensorDefinition), name
 
 
@@ -90,11 +90,11 @@ def hooks_on_raw_documents(job: dg.JobDefinition) -> set[str]:
 
 
 def test_the_dead_letter_hook_is_on_the_raw_documents_asset_itself():
-    assert "dead_letter_hook" in {hook.name for hook in defs.get_assets_def("raw_documents").hook_defs}
+    assert "dead_letter_hook" in {hook.name for hook in defs.resolve_assets_def("raw_documents").hook_defs}
 
 
 def test_sensor_launched_ingestion_runs_carry_the_dead_letter_hook():
-    assert defs.get_sensor_def("document_discovery_sensor").job_name == "ingest_documents"
+    assert defs.resolve_sensor_def("document_discovery_sensor").job_name == "ingest_documents"
     assert "dead_letter_hook" in hooks_on_raw_documents(defs.resolve_job_def("ingest_documents"))
 
 

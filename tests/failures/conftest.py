@@ -78,7 +78,7 @@ class Pipeline:
             sensor(context.for_run_failure() if run.status == dg.DagsterRunStatus.FAILURE else context)
 
     def replay(self):
-        return self.defs.get_job_def("replay_dead_letters_job").execute_in_process(instance=self.instance)
+        return self.defs.resolve_job_def("replay_dead_letters_job").execute_in_process(instance=self.instance)
 
 
 @pytest.fixture

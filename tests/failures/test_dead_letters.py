@@ -63,7 +63,7 @@ def test_only_the_failing_documents_of_a_run_are_dead_lettered(tmp_path, inbox, 
     pipeline = make_pipeline()
     pipeline.tick()
     tags = {"dagster/asset_partition_range_start": pk("a.csv"), "dagster/asset_partition_range_end": pk("c.csv")}
-    run = pipeline.defs.get_job_def("ingest_documents").execute_in_process(
+    run = pipeline.defs.resolve_job_def("ingest_documents").execute_in_process(
         instance=pipeline.instance, tags=tags, raise_on_error=False
     )
     assert len(run.asset_materializations_for_node("raw_documents")) == 2

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.local_temp(args.dagster_home, overrides=overrides) as instance:
         pipeline = Pipeline(resources, instance)
         # Resolve the job and load botocore's S3 client code now, so that a released worker claims at once.
-        pipeline.defs.get_job_def("ingest_documents")
+        pipeline.defs.resolve_job_def("ingest_documents")
         resources["ingestion"].s3.get_client()
         if args.ready:
             Path(args.ready).touch()
