@@ -78,11 +78,11 @@ validate: install
 
 # Debian's PostgreSQL for the ledger tests. It needs root to install: elsewhere those tests skip, but in CI it must be there.
 postgres:
-	@bash devtools/install_postgres.sh || [ "$$CI" != "true" ]
+	@bash devtools/install_system.sh postgresql || [ "$$CI" != "true" ]
 
 # Debian's Chromium for the UI check (tests/test_ui.py); like PostgreSQL, it skips without it except in CI.
 chromium:
-	@bash devtools/install_chromium.sh || [ "$$CI" != "true" ]
+	@bash devtools/install_system.sh chromium || [ "$$CI" != "true" ]
 
 # The UI a new user opens, rendered by headless Chromium: screenshots and one line per page (see scripts/ui_check.py).
 ui-check: install chromium

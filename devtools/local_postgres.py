@@ -3,7 +3,7 @@
 The state dir holds `data/` (the cluster), `run/` (the unix socket, private to the server's user) and
 `server.log`. PostgreSQL refuses to run as root, so as root the cluster belongs to the Debian package's `postgres`
 system user, and every parent of the state dir must be searchable by that user: pytest's private tmp dirs are not,
-a `tempfile.mkdtemp()` under /tmp is. `install_postgres.sh` installs the binaries.
+a `tempfile.mkdtemp()` under /tmp is. `install_system.sh postgresql` installs the binaries.
 
     with LocalPostgres(state_dir) as pg:
         engine = sqlalchemy.create_engine(pg.url)
@@ -29,6 +29,7 @@ from devtools.local_s3 import pid_alive
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 SYSTEM_USER = "postgres"  # the Debian package's system user, and the cluster's superuser
+INSTALL = "devtools/install_system.sh postgresql"  # as root: the Debian package, when it is missing
 ROLE = PASSWORD = DATABASE = "ingestion"
 LOG_FILE = "server.log"
 _BINARIES = ("initdb", "pg_ctl", "postgres")
@@ -119,7 +120,7 @@ class LocalPostgres:
             return self
         self._bin = find_postgres_bin()
         if self._bin is None:
-            raise LocalPostgresError(f"no PostgreSQL server binaries under {POSTGRES_ROOT}: run install_postgres.sh")
+            raise LocalPostgresError(f"no PostgreSQL server binaries under {POSTGRES_ROOT}: run {INSTALL}")
         self._prepare_state_dir()
         running = self._postmaster_pid_from_file()
         if running is not None:  # postgres would refuse as well, but with a less helpful message
@@ -157,7 +158,7 @@ class LocalPostgres:
         try:
             user = pwd.getpwnam(SYSTEM_USER)
         except KeyError:
-            raise LocalPostgresError(f"there is no `{SYSTEM_USER}` system user: run install_postgres.sh") from None
+            raise LocalPostgresError(f"there is no `{SYSTEM_USER}` system user: run {INSTALL}") from None
         for path in (self.state_dir, self.socket_dir):
             os.chown(path, user.pw_uid, user.pw_gid)
         probe = self._run_as_server_user(["test", "-w", str(self.state_dir), "-a", "-x", str(self.state_dir)], 10)

@@ -65,7 +65,7 @@ def postgres_server() -> Iterator[LocalPostgres]:
     if find_postgres_bin() is None:
         reason = (
             "PostgreSQL is not installed (no /usr/lib/postgresql/<version>/bin/postgres): "
-            "run devtools/install_postgres.sh as root"
+            "run devtools/install_system.sh postgresql as root"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
