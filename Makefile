@@ -93,7 +93,8 @@ test: postgres chromium lint validate
 
 # The inner loop: no dbt builds, no worker processes, no fault proxy scenarios (about a minute on 2 cores).
 test-quick: lint
-	$(BIN)/pytest -q tests/lib tests/ingestion tests/test_config.py tests/test_definitions.py
+	$(BIN)/pytest -q tests/lib tests/ingestion tests/test_config.py tests/test_definitions.py tests/test_architecture.py \
+	  tests/transform/test_definitions.py tests/transform/test_automation.py
 
 clean: s3-stop
 	rm -rf .local data dbt_project/target dbt_project/logs

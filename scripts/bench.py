@@ -40,8 +40,10 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 from botocore.config import Config
 
-from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server
-from ingestion_project.lib.ledger import TERMINAL, Ledger, create_ledger_engine
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devtools/ sits beside the package, not installed
+
+from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server  # noqa: E402
+from ingestion_project.lib.ledger import TERMINAL, Ledger, create_ledger_engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION, SENSOR = "ingestion_project", "document_discovery_sensor"

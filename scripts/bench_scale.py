@@ -34,7 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.config import Config
 
-from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devtools/ sits beside the package, not installed
+
+from devtools.local_s3 import CONFLICTING_ENV_VARS, LocalS3Server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LANDING, BRONZE = "scale-landing", "scale-bronze"
