@@ -23,6 +23,10 @@ _SELF_UPDATED = AC.newly_updated()
 _DEP_UPDATED = AC.any_deps_match(AC.newly_updated()).with_label("any_deps_newly_updated")
 _DEP_REQUESTED = AC.any_deps_match(AC.will_be_requested()).with_label("any_deps_will_be_requested")
 _DEP_NEWLY_FAILED = AC.any_deps_match(AC.execution_failed().newly_true()).with_label("any_deps_newly_failed")
+# Timestamps compare materializations, which end a build: a document that lands while a model is being built, after
+# it read bronze, looks older than the model. The next change picks it up, and at the latest this hourly rebuild
+# (incremental: seconds when nothing is new), which also retries a failed build.
+_HOURLY = AC.cron_tick_passed("0 * * * *").with_label("hourly")
 
 
 def _after(*news: dg.AutomationCondition) -> dg.AutomationCondition:
@@ -37,8 +41,10 @@ def _after(*news: dg.AutomationCondition) -> dg.AutomationCondition:
     return (outdated | _DEP_REQUESTED) & ~AC.in_progress() & (~AC.execution_failed() | anything_new)
 
 
-LEDGER_SNAPSHOT_CONDITION = _after(_DEP_UPDATED, _DEP_NEWLY_FAILED).with_label(
-    "when missing, or after documents land or fail"
+LEDGER_SNAPSHOT_CONDITION = _after(_DEP_UPDATED, _DEP_NEWLY_FAILED, _HOURLY).with_label(
+    "when missing, after documents land or fail, and hourly"
 )
 
-WAREHOUSE_MODEL_CONDITION = _after(_DEP_UPDATED).with_label("when missing, or after its sources or parents update")
+WAREHOUSE_MODEL_CONDITION = _after(_DEP_UPDATED, _HOURLY).with_label(
+    "when missing, after its sources or parents update, and hourly"
+)
