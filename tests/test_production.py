@@ -4,6 +4,7 @@ one ingestion pass end to end — sensor, queued batch runs, ledger, bronze."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -115,6 +116,9 @@ def test_the_daemon_runs_an_ingestion_pass_on_the_production_instance(
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+        # A code server the daemon was still starting outlives it: the rest of its session goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
     tail = (tmp_path / "daemon.log").read_text(errors="replace")[-3000:]
     assert statuses == {"SUCCESS": 5, "FAILED": 1}, tail
