@@ -85,9 +85,11 @@ def test_make_health_reports_a_stopped_s3_server_as_a_failure(s3_env, write_sour
     assert lines[-1].startswith("unhealthy: s3 source orders")
 
 
-def test_the_health_checks_are_an_asset_check_in_the_ui(
+def test_the_health_checks_are_an_asset_check_in_the_ui_without_the_warehouse(
     s3_env, fresh_bucket, write_sources, resources_for, tmp_path, monkeypatch
 ):
+    """The ingestion location's pods do not mount the warehouse: its check leaves the warehouse line out, so a
+    deployment where the warehouse is elsewhere does not warn for ever."""
     import dagster as dg
 
     from ingestion_project.failures.health_check import platform_is_healthy
@@ -95,7 +97,7 @@ def test_the_health_checks_are_an_asset_check_in_the_ui(
 
     sources = write_sources([{"name": "inbox", "type": "local", "path": str(tmp_path)}], bronze_bucket=fresh_bucket)
     resources = resources_for(sources)
-    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", built_warehouse(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(tmp_path / "not-mounted-here" / "warehouse.duckdb"))
     defs = dg.Definitions(assets=[raw_documents], asset_checks=[platform_is_healthy], resources=resources)
     job = dg.define_asset_job("health", selection=dg.AssetSelection.checks(platform_is_healthy))
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
@@ -108,3 +110,4 @@ def test_the_health_checks_are_an_asset_check_in_the_ui(
     failing = {name for name, value in evaluation.metadata.items() if value.value.startswith("FAIL")}
     assert failing == {"sensor daemon", "sensor document_discovery_sensor", "sensor warehouse_automation_sensor"}
     assert evaluation.metadata["ledger"].value.startswith("ok: ")
+    assert "warehouse" not in evaluation.metadata

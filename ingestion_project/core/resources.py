@@ -95,6 +95,26 @@ class IngestionResource(dg.ConfigurableResource):
 
 
 LEDGER_URL_ENV = "INGESTION_LEDGER_URL"
+# "production" where every pod or process must share one ledger (the Helm values and the systemd units set it).
+DEPLOYMENT_ENV = "INGESTION_DEPLOYMENT"
+
+
+class LedgerNotConfiguredError(RuntimeError):
+    """A production deployment without a shared ledger: each pod would keep a SQLite ledger of its own."""
+
+
+def require_shared_ledger(url: str | None = None) -> None:
+    """Refuse to run in production (``INGESTION_DEPLOYMENT=production``) without a ledger URL, instead of creating
+    a SQLite file under each pod's DAGSTER_HOME that no other pod sees."""
+    if os.environ.get(DEPLOYMENT_ENV, "").strip().lower() != "production":
+        return
+    if url or os.environ.get(LEDGER_URL_ENV):
+        return
+    raise LedgerNotConfiguredError(
+        f"{DEPLOYMENT_ENV}=production but {LEDGER_URL_ENV} is not set: every pod would keep its own SQLite "
+        f"ledger. Set {LEDGER_URL_ENV} to the shared PostgreSQL ledger "
+        "(postgresql+psycopg2://user:password@host/db), or unset INGESTION_DEPLOYMENT for a local instance."
+    )
 
 
 def default_ledger_url() -> str:
@@ -115,6 +135,7 @@ class LedgerResource(dg.ConfigurableResource):
 
     def ledger(self) -> Ledger:
         if self._ledger is None:
+            require_shared_ledger(self.url)
             url = self.url or os.environ.get(LEDGER_URL_ENV) or default_ledger_url()
             self._ledger = Ledger(create_ledger_engine(url))
         return self._ledger
@@ -132,8 +153,9 @@ def platform_resources() -> dict[str, dg.ConfigurableResource]:
     in the UI as variables: the sources file, the S3 endpoint, the ledger URL.
 
     The same objects on every call, so that both code locations' definitions can also be merged into one (the demo,
-    the tests).
+    the tests). In production, a missing ledger URL stops the code location from loading.
     """
+    require_shared_ledger()
     return {
         "ingestion": IngestionResource(
             s3=S3Resource(endpoint_url=from_environment("AWS_ENDPOINT_URL_S3")),

@@ -158,6 +158,7 @@ def run_checks(
     settings: Settings | None = None,
     ledger: LedgerResource | None = None,
     sensors: bool = True,
+    warehouse: bool = True,
     max_in_flight: timedelta = DEFAULT_MAX_IN_FLIGHT,
     max_tick_age: timedelta = DEFAULT_MAX_TICK_AGE,
     instance=None,
@@ -165,7 +166,8 @@ def run_checks(
     settings = settings or default_settings()
     checks = list(s3_checks(settings, S3Resource(max_attempts=1).get_client()))
     checks += ledger_checks(ledger or LedgerResource(), max_in_flight)
-    checks.append(warehouse_check())
+    if warehouse:
+        checks.append(warehouse_check())
     if sensors:
         checks += sensor_checks(max_tick_age, instance)
     return checks
@@ -176,9 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m ingestion_project.failures.health", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--no-sensors", action="store_true", help="skip the sensor ticks (no daemon expected)")
+    parser.add_argument(
+        "--no-warehouse", action="store_true", help="skip the warehouse (where it is not mounted, e.g. ingestion pods)"
+    )
     parser.add_argument("--max-in-flight-minutes", type=float, default=DEFAULT_MAX_IN_FLIGHT.total_seconds() / 60)
     args = parser.parse_args(argv)
-    checks = run_checks(sensors=not args.no_sensors, max_in_flight=timedelta(minutes=args.max_in_flight_minutes))
+    checks = run_checks(
+        sensors=not args.no_sensors,
+        warehouse=not args.no_warehouse,
+        max_in_flight=timedelta(minutes=args.max_in_flight_minutes),
+    )
     for check in checks:
         print(check.line())
     failed = [c.name for c in checks if not c.ok]
