@@ -20,7 +20,7 @@ from ingestion_project.core.keys import (
     database_asset_keys,
     table_asset_key,
 )
-from ingestion_project.transform.project import ensure_warehouse_dir, prepared_dbt_project
+from ingestion_project.transform.project import ensure_warehouse_dir, prepared_dbt_project, prune_invocation_targets
 
 BRONZE_SOURCE = "bronze"
 LEDGER_SOURCE = "ledger"
@@ -93,8 +93,13 @@ def define_warehouse_dbt_assets() -> dg.AssetsDefinition:
         """dbt build of the staging tables and marts: incremental, over what is new under every bronze root."""
         roots = config.bronze_roots if config.bronze_roots is not None else bronze_roots()
         ensure_warehouse_dir()
-        yield from dbt.cli(dbt_build_args(roots, full_refresh=config.full_refresh), context=context).stream()
-        yield from source_freshness(context, dbt, roots)
+        try:
+            yield from dbt.cli(dbt_build_args(roots, full_refresh=config.full_refresh), context=context).stream()
+            yield from source_freshness(context, dbt, roots)
+        finally:
+            removed = prune_invocation_targets(Path(project.project_dir) / "target")
+            if removed:
+                context.log.debug(f"Removed the dbt target directories of {len(removed)} older invocation(s)")
 
     return warehouse_dbt_assets
 

@@ -8,6 +8,15 @@ from ingestion_project.transform.assets import WAREHOUSE_GROUP
 # The ledger snapshot and every dbt model; the conditions are on the assets (ingestion_project.core.automation).
 WAREHOUSE_SELECTION = dg.AssetSelection.assets(INGESTION_LEDGER) | dg.AssetSelection.groups(WAREHOUSE_GROUP)
 
+# A warehouse build by hand (Launchpad, or `dagster job launch -j build_warehouse`): the snapshot, the models and
+# their checks in one process, as the automation's runs are (the location's default executor is in-process too).
+build_warehouse_job = dg.define_asset_job(
+    name="build_warehouse",
+    selection=WAREHOUSE_SELECTION,
+    description="Snapshot the ledger and build every dbt model and test, in one process.",
+    executor_def=dg.in_process_executor,
+)
+
 warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
     "warehouse_automation_sensor",
     target=WAREHOUSE_SELECTION,

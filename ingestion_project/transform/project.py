@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -12,11 +13,41 @@ from dagster_dbt import DbtProject
 
 from ingestion_project.core.warehouse import DBT_PROJECT_DIR, ensure_warehouse_dir, warehouse_path
 
-__all__ = ["ensure_warehouse_dir", "manifest_is_stale", "prepared_dbt_project", "warehouse_path"]
+__all__ = [
+    "ensure_warehouse_dir",
+    "manifest_is_stale",
+    "prepared_dbt_project",
+    "prune_invocation_targets",
+    "warehouse_path",
+]
 
 _PROJECT_FILES = {".sql", ".yml", ".yaml", ".csv"}
 # What dbt writes or installs: never a reason to parse again, and target/ alone holds thousands of files.
 _GENERATED_DIRS = {"target", "logs", "dbt_packages"}
+
+
+# The target directory of one dbt invocation: dagster-dbt's `<op>-<run id[:7]>-<uuid[:7]>`, and `freshness-<run
+# id[:8]>` for the source freshness after a build. The manifest and partial parse at the top of target/ stay.
+_INVOCATION_TARGET = re.compile(r"^(?:[A-Za-z0-9_]+-[0-9a-f]{7}-[0-9a-f]{7}|freshness-[0-9a-f]{8})$")
+# The invocations whose files are kept for debugging (a build and its freshness make two).
+KEEP_INVOCATION_TARGETS = 6
+
+
+def prune_invocation_targets(target_dir: Path, keep: int | None = None) -> list[Path]:
+    """Remove the target directories of all but the newest ``keep`` dbt invocations; the ones removed.
+
+    Each dbt call through dagster-dbt writes a target directory of its own (several MB with the run results and
+    compiled SQL), and nothing else removes them: a platform building after every landing would fill its disk.
+    """
+    keep = KEEP_INVOCATION_TARGETS if keep is None else keep
+    if not target_dir.is_dir():
+        return []
+    invocations = [p for p in target_dir.iterdir() if p.is_dir() and _INVOCATION_TARGET.match(p.name)]
+    invocations.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = invocations[keep:]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def put_dbt_on_path() -> None:

@@ -105,3 +105,33 @@ def test_files_dbt_writes_never_make_the_manifest_stale(dbt_project_dir: Path):
         (dbt_project_dir / folder / "written.sql").write_text("select 1\n")
 
     assert not manifest_is_stale(DbtProject(project_dir=dbt_project_dir))
+
+
+def test_a_warehouse_build_runs_in_one_process():
+    """The automation's runs (the implicit asset job) and `build_warehouse` run every step in the run's own process,
+    so a build loads the location once, not once per step."""
+    from ingestion_project import warehouse_definitions
+
+    defs = warehouse_definitions.defs()
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+    job = defs.resolve_job_def("build_warehouse")
+    assert job.executor_def.name == "in_process"
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert "ingestion_ledger" in selected and "fct_orders" in selected
+
+
+def test_only_the_newest_invocation_targets_are_kept(tmp_path: Path):
+    from ingestion_project.transform.project import prune_invocation_targets
+
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "manifest.json").write_text("{}")
+    (target / "compiled").mkdir()  # not an invocation's directory: left alone
+    names = [f"warehouse_dbt_assets-{n:07x}-abcdef{n}" for n in range(5)] + ["freshness-0123abcd"]
+    for age, name in enumerate(names):
+        (target / name).mkdir()
+        (target / name / "run_results.json").write_text("{}")
+        os.utime(target / name, (1_000_000 + age, 1_000_000 + age))
+    removed = prune_invocation_targets(target, keep=2)
+    assert sorted(p.name for p in removed) == sorted(names[:4])
+    assert sorted(p.name for p in target.iterdir()) == sorted(["manifest.json", "compiled", *names[4:]])
