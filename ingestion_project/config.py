@@ -371,8 +371,13 @@ class DatabaseTableConfig(_Strict):
     """One table (or custom query) of a database source, extracted into bronze as one asset.
 
     ``load: full`` extracts every row each time (a snapshot: the newest full extraction replaces the rows before
-    it); ``incremental`` extracts the rows whose ``watermark`` column (a timestamp or an integer) is above the
-    watermark kept in the ledger — the first extraction, and one after a reset, is full.
+    it); ``incremental`` extracts the rows whose ``watermark`` column (a timestamp or a number) is above the
+    watermark kept in the ledger — the first extraction, and one after a reset, is full. ``watermark_lag`` makes an
+    incremental load commit-safe: each extraction reads again the rows up to that far below the watermark, so a
+    row committed late with an earlier watermark value is still read; rows read twice are told apart by the
+    declared ``primary_key``. ``bad_values`` says what a value that does not fit its column's type does (NaN in a
+    numeric column): ``rescue`` lands it as NULL with the value kept in ``_rescued_data``; ``fail`` fails the
+    extraction naming the row, the column and the value.
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")  # the asset's name, and the table's unless `table` says
@@ -380,7 +385,37 @@ class DatabaseTableConfig(_Strict):
     query: str | None = None  # a SELECT instead of a table
     load: Literal["full", "incremental"] = "full"
     watermark: str | None = None  # the column incremental loads compare
+    # How far below the watermark each incremental extraction reads again: a duration ("5m") for a timestamp
+    # watermark, in the watermark's own units for a number (e.g. 100 ids).
+    watermark_lag: Duration | None = None
+    primary_key: tuple[str, ...] = ()  # the columns that identify a row (a string for one column)
+    bad_values: Literal["rescue", "fail"] = "rescue"
     batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("watermark_lag")
+    @classmethod
+    def _lag_is_a_duration(cls, value: int | float | str | None) -> float | None:
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("a watermark lag must be above zero (leave it out for none)")
+        return seconds
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _key_is_a_list_of_columns(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("primary_key")
+    @classmethod
+    def _key_columns_are_identifiers(cls, columns: tuple[str, ...]) -> tuple[str, ...]:
+        for column in columns:
+            if not _IDENTIFIER_RE.match(column):
+                raise ValueError(f"{column!r} is not a column name")
+        if len({c.casefold() for c in columns}) < len(columns):
+            raise ValueError("a primary key names each column once")
+        return columns
 
     @field_validator("table")
     @classmethod
@@ -402,6 +437,13 @@ class DatabaseTableConfig(_Strict):
             raise ValueError("give a table or a query, not both")
         if self.load == "incremental" and not self.watermark:
             raise ValueError("an incremental load needs its watermark column (watermark)")
+        if self.watermark_lag is not None:
+            if self.load != "incremental":
+                raise ValueError("watermark_lag applies to incremental loads (load: incremental)")
+            if not self.primary_key:
+                raise ValueError(
+                    "watermark_lag reads rows again: declare the primary_key that tells a row read twice apart"
+                )
         return self
 
     @property

@@ -88,6 +88,8 @@ def _schedule(source: PostgresSourceConfig) -> dg.ScheduleDefinition:
 def _table_asset(source: PostgresSourceConfig, table: DatabaseTableConfig) -> dg.AssetsDefinition:
     what = f"query {table.name}" if table.query else f"table {table.label}"
     load = f"incremental on {table.watermark}" if table.load == "incremental" else "full"
+    if table.watermark_lag:
+        load += f" with watermark_lag {table.watermark_lag:g} (primary key {', '.join(table.primary_key)})"
 
     @dg.asset(
         key=table_asset_key(source.name, table.name),
@@ -146,6 +148,11 @@ def run_extraction(
         )
     if closed is None:
         raise dg.Failure(f"lost the lease on extraction {row['etag']} before recording it", allow_retries=False)
+    if landed["rescued_values"]:
+        context.log.warning(
+            f"{spec.label}: {landed['rescued_values']} value(s) did not fit their column's type; they landed as NULL "
+            "with the value kept in _rescued_data (bad_values: rescue)"
+        )
     watermark = landed["watermark"] or since
     return dg.MaterializeResult(
         metadata={
@@ -158,6 +165,7 @@ def run_extraction(
             "dagster/row_count": dg.MetadataValue.int(landed["rows"]),
             "bytes": dg.MetadataValue.int(landed["bytes"]),
             "sha256": landed["sha256"],
+            "rescued_values": dg.MetadataValue.int(landed["rescued_values"]),
             "watermark": "" if watermark is None else f"{watermark.column_name} = {watermark.value}",
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(c["name"], c["type"]) for c in landed["columns"]]
@@ -225,6 +233,7 @@ def _land(
         "bytes": extraction.bytes_read,
         "columns": extraction.columns,
         "watermark": extraction.watermark,
+        "rescued_values": extraction.rescued_values,
         "bronze_path": bronze_path,
     }
 

@@ -3,6 +3,8 @@
 The job does not ingest anything itself: it returns each replayable version to DISCOVERED in the ledger, and the
 discovery sensor requests a run for it on its next tick (run key ``<partition>@<etag>#<retry>``), so a replay goes
 through the same job, retries and dead-letter hook as any ingestion. Versions out of replays are quarantined.
+Replay never touches a version that a run holds (a "Materialize" started on a FAILED partition): it is counted as
+in flight, and that run's outcome decides the version and its dead letter.
 """
 
 import dagster as dg
@@ -40,8 +42,9 @@ def replay_dead_letters(
             )
             outcome["source_removed"].append(letter["partition_key"])
         elif letter["retry_count"] >= letter["max_retries"]:
-            book.quarantine(version)
-            outcome["quarantined"].append(letter["partition_key"])
+            # Guarded in the ledger: a version a run holds (a person's Materialize) is left to that run.
+            quarantined = book.quarantine(version) is not None
+            outcome["quarantined" if quarantined else "in_flight"].append(letter["partition_key"])
         elif book.request_replay(version):
             outcome["requested"].append(letter["partition_key"])
         else:

@@ -336,8 +336,9 @@ class IngestionRun:
 
 
 def claimable_for(force: bool, partition_run: bool) -> tuple[str, ...]:
-    """Which statuses a run may claim: a batch takes what the sensor requested; a run started on partitions also
-    retries FAILED versions; ``force`` re-ingests finished ones too."""
+    """Which statuses a run may claim: a batch takes what the sensor requested; a run started on partitions (a
+    person's Materialize, a backfill) also ingests FAILED and QUARANTINED versions again, with fresh tries — the
+    person decided the cause is fixed; ``force`` re-ingests finished ones too."""
     if force:
         return (Status.DISCOVERED, Status.FAILED, Status.SUCCESS, Status.SKIPPED, Status.SUPERSEDED, Status.QUARANTINED)
-    return (Status.DISCOVERED, Status.FAILED) if partition_run else (Status.DISCOVERED,)
+    return (Status.DISCOVERED, Status.FAILED, Status.QUARANTINED) if partition_run else (Status.DISCOVERED,)

@@ -1,9 +1,11 @@
 """Database sources against a real PostgreSQL, landing in the local S3 server's bronze: full and incremental loads
-(inserts and updates after the watermark), a watermark reset, an integer watermark, a custom query, and failures
-that leave no partial bronze — each checked against the source table."""
+(inserts and updates after the watermark), a watermark reset, an integer and a numeric watermark, a custom query,
+a value that does not fit its type (rescued, or a failure naming it), rows committed late below the watermark
+(watermark_lag), and failures that leave no partial bronze — each checked against the source table."""
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 
@@ -127,7 +129,9 @@ def test_a_full_load_lands_every_row_as_bronze_and_records_it_like_a_document(
         "amount",
         "status",
         "updated_at",
+        "_rescued_data",  # bad_values: rescue (the default); NULL in every row here
     ]
+    assert {r["_rescued_data"] for r in rows} == {None}
     assert {c["name"]: c["type"] for c in json.loads(schema["columns_json"])}["amount"] == "decimal128(12, 2)"
     # A manifest commits it, in the same layout as documents.
     manifests = s3_client.list_objects_v2(Bucket=fresh_bucket, Prefix="bronze/documents/shop/")["KeyCount"]
@@ -256,3 +260,124 @@ def test_each_table_is_an_asset_that_the_dbt_source_depends_on(landing, monkeypa
     assert list(assets) == [dg.AssetKey(["database", "shop", "payments"])]
     props = {"resource_type": "source", "source_name": "database_shop", "name": "payments"}
     assert WarehouseTranslator().get_asset_key(props) == dg.AssetKey(["database", "shop", "payments"])
+
+
+def test_a_nan_amount_is_rescued_and_the_rows_after_it_land(
+    shop, landing, s3_client, fresh_bucket, tmp_path, monkeypatch
+):
+    resources, assets = landing({**INCREMENTAL, "primary_key": "id"})
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert extract(resources, assets, instance=instance).success
+        with shop.begin() as conn:  # numeric(12, 2) takes NaN; no Arrow decimal can hold it
+            conn.execute(sa.text("insert into payments (order_id, amount, status) values ('ORD-NAN', 'NaN', 'paid')"))
+        second = extract(resources, assets, instance=instance)
+        assert second.success
+        assert metadata(second)["rescued_values"] == 1
+        [row] = bronze_rows(s3_client, fresh_bucket, metadata(second)["bronze_path"])
+        assert (row["order_id"], row["amount"]) == ("ORD-NAN", None)
+        assert json.loads(row["_rescued_data"]) == {"amount": "NaN"}
+        with shop.begin() as conn:  # later rows are not held up by it
+            conn.execute(sa.text("insert into payments (order_id, amount, status) values ('ORD-LATER', 3, 'paid')"))
+        third = extract(resources, assets, instance=instance)
+        assert [r["order_id"] for r in bronze_rows(s3_client, fresh_bucket, metadata(third)["bronze_path"])] == [
+            "ORD-LATER"
+        ]
+    build = build_warehouse([f"s3://{fresh_bucket}/bronze"], tmp_path / "warehouse.duckdb", monkeypatch)
+    assert build.result.success
+    staged = dict(build.query("select order_id, amount from stg_shop__payments where order_id like 'ORD-%'"))
+    assert len(staged) == 252 and staged["ORD-LATER"] == 3 and staged["ORD-NAN"] is None
+    [(rescued,)] = build.query("select rescued_data from stg_shop__payments where rescued_data is not null")
+    assert json.loads(rescued) == {"amount": "NaN"}
+
+
+def test_with_bad_values_fail_a_nan_fails_the_extraction_naming_row_and_column_until_it_is_fixed(
+    shop, landing, s3_client, fresh_bucket, ledger_resource
+):
+    resources, assets = landing({**INCREMENTAL, "primary_key": "id", "bad_values": "fail"})
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert extract(resources, assets, instance=instance).success
+        with shop.begin() as conn:
+            conn.execute(sa.text("insert into payments (order_id, amount, status) values ('ORD-NAN', 'NaN', 'paid')"))
+            conn.execute(sa.text("insert into payments (order_id, amount, status) values ('ORD-OK', 4, 'paid')"))
+        assert not extract(resources, assets, instance=instance).success
+        book = ledger_resource.ledger()
+        failed = book.versions()[-1]
+        assert (failed["status"], failed["error_class"]) == ("FAILED", "validation")
+        assert "row 0 (id=251), column amount: 'NaN' does not fit decimal128(12, 2)" in failed["error_message"]
+        assert book.watermark("shop", "public.payments").value == "2026-11-01T04:10:00+00:00"  # not moved
+        with shop.begin() as conn:  # the row fixed at the source: the next extraction reads it and what followed
+            conn.execute(sa.text("update payments set amount = 0, updated_at = now() where order_id = 'ORD-NAN'"))
+        fixed = extract(resources, assets, instance=instance)
+        assert fixed.success
+    rows = bronze_rows(s3_client, fresh_bucket, metadata(fixed)["bronze_path"])
+    assert sorted(r["order_id"] for r in rows) == ["ORD-NAN", "ORD-OK"]
+    assert [r["status"] for r in book.versions()] == ["SUCCESS", "SUPERSEDED", "SUCCESS"]
+    assert [letter["state"] for letter in book.dead_letter_rows()] == ["superseded"]
+
+
+def test_a_numeric_watermark_keeps_its_exact_value_and_unchanged_rows_are_not_read_again(
+    postgres_url, shop, landing, s3_client, fresh_bucket, ledger_resource
+):
+    with shop.begin() as conn:
+        conn.execute(sa.text("create table readings (id bigserial primary key, seq numeric(10, 1) not null)"))
+        conn.execute(sa.text("insert into readings (seq) values (1.0), (2.0), (2.5)"))
+    resources, assets = landing({"name": "readings", "load": "incremental", "watermark": "seq"})
+    book = ledger_resource.ledger()
+    assert metadata(extract(resources, assets, table="readings"))["rows"] == 3
+    watermark = book.watermark("shop", "readings")
+    assert (watermark.value, watermark.value_type) == ("2.5", "numeric")
+    assert metadata(extract(resources, assets, table="readings"))["rows"] == 0  # 2.5 is not read again
+    with shop.begin() as conn:
+        conn.execute(sa.text("insert into readings (seq) values (2.6)"))
+    again = extract(resources, assets, table="readings")
+    assert [r["seq"] for r in bronze_rows(s3_client, fresh_bucket, metadata(again)["bronze_path"])] == [
+        decimal.Decimal("2.6")
+    ]
+    assert book.watermark("shop", "readings").value == "2.6"
+
+
+@pytest.mark.parametrize("lag", [None, "5m"])
+def test_a_row_committed_late_below_the_watermark_is_read_with_a_watermark_lag(
+    lag, postgres_url, shop, landing, s3_client, fresh_bucket, ledger_resource, tmp_path, monkeypatch
+):
+    table = {**INCREMENTAL, "primary_key": ["id"], **({"watermark_lag": lag} if lag else {})}
+    resources, assets = landing(table)
+    book = ledger_resource.ledger()
+    late = sa.create_engine(postgres_url)
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            assert extract(resources, assets, instance=instance).success
+            # A transaction takes its updated_at (now(): when it began), and commits after the next extraction.
+            with late.connect() as slow:
+                transaction = slow.begin()
+                slow.execute(sa.text("insert into payments (order_id, amount, status) values ('ORD-LATE', 5, 'paid')"))
+                with shop.begin() as conn:
+                    conn.execute(
+                        sa.text("insert into payments (order_id, amount, status) values ('ORD-QUICK', 6, 'paid')")
+                    )
+                between = extract(resources, assets, instance=instance)
+                transaction.commit()
+            high = book.watermark("shop", "public.payments").value
+            after = extract(resources, assets, instance=instance)
+            assert book.watermark("shop", "public.payments").value == high  # a lag never moves it back
+    finally:
+        late.dispose()
+    read_between = {r["order_id"] for r in bronze_rows(s3_client, fresh_bucket, metadata(between)["bronze_path"])}
+    assert "ORD-QUICK" in read_between and "ORD-LATE" not in read_between
+    read_after = (
+        {r["order_id"] for r in bronze_rows(s3_client, fresh_bucket, metadata(after)["bronze_path"])}
+        if metadata(after)["rows"]
+        else set()
+    )
+    if lag is None:
+        # Without a lag the late row is never read: its watermark is below what the extraction between had read.
+        assert read_after == set()
+        return
+    assert read_after == {"ORD-LATE", "ORD-QUICK"}  # the window below the watermark, read again
+    build = build_warehouse([f"s3://{fresh_bucket}/bronze"], tmp_path / "warehouse.duckdb", monkeypatch)
+    assert build.result.success
+    with shop.connect() as conn:
+        source = {tuple(r) for r in conn.execute(sa.text("select id, order_id, amount, status from payments"))}
+    staged = build.query("select payment_id, order_id, amount, status from stg_shop__payments")
+    assert len(staged) == len(source) == 252  # one row per payment, though the window was read twice
+    assert set(staged) == source

@@ -233,12 +233,16 @@ class Ledger:
         token = uuid.uuid4().hex
         now = _now()
         condition = t.status.in_(list(claimable)) | ((t.status == Status.PROCESSING) & (t.run_id == run_id))
+        # Claiming a FAILED or QUARANTINED version again (a person's Materialize) gives it fresh tries and lives.
+        fresh = t.status.in_([Status.FAILED, Status.QUARANTINED])
         values = {
             "status": Status.PROCESSING,
             "run_id": run_id,
             "lease_token": token,
             "lease_expires_at": now + lease,
             "processing_started_at": now,
+            "tries": sa.case((fresh, 0), else_=t.tries),
+            "lost_count": sa.case((fresh, 0), else_=t.lost_count),
         }
         with self.engine.begin() as conn:
             conn.execute(processed_files.update().where(t.id.in_(list(ids)), condition).values(values))
@@ -593,10 +597,12 @@ class Ledger:
         )
 
     def _close_letters(self, conn: Connection, row: dict, state: str) -> list[dict]:
-        """Close the version's open dead letters; their objects move to the ``state`` prefix afterwards."""
+        """Close the version's open dead letters; their objects move to the ``state`` prefix afterwards. A version
+        that lands resolves its quarantined letter too (someone chose to ingest it again, and it worked)."""
         version = {name: row[name] for name in VERSION_FIELDS}
+        states = [OPEN, Status.QUARANTINED.lower()] if state == "resolved" else [OPEN]
         closed = []
-        for letter in conn.execute(sa.select(dead_letters).where(_matches(version, d), d.state == OPEN)):
+        for letter in conn.execute(sa.select(dead_letters).where(_matches(version, d), d.state.in_(states))):
             letter = dict(letter._mapping)
             new_key = closed_key(letter["dlq_key"], state)
             conn.execute(
@@ -626,12 +632,13 @@ class Ledger:
         return self._rows(query.limit(limit))
 
     def request_replay(self, version: DocumentVersion) -> bool:
-        """A FAILED version goes back to DISCOVERED with one replay more and fresh retries, for the sensor."""
+        """A FAILED version goes back to DISCOVERED with one replay more and fresh retries, for the sensor; False
+        (nothing changed) when it is not FAILED or holds a lease (a run took it meanwhile)."""
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(
                     processed_files.update()
-                    .where(_is(version), t.status == Status.FAILED)
+                    .where(_is(version), t.status == Status.FAILED, t.lease_token.is_(None))
                     .values(
                         status=Status.DISCOVERED,
                         requested_at=None,
@@ -642,13 +649,20 @@ class Ledger:
                 ).rowcount
             )
 
-    def quarantine(self, version: DocumentVersion) -> list[dict]:
-        """A FAILED version out of replays: QUARANTINED, its open dead letters closed as quarantined."""
+    def quarantine(self, version: DocumentVersion) -> list[dict] | None:
+        """A FAILED version out of replays: QUARANTINED, its open dead letters closed as quarantined. None (nothing
+        changed) when the version is no longer FAILED or a lease holds it: a run that took it (a person's
+        Materialize) decides its fate, and its outcome resolves or refreshes the letter."""
+        failed = _is(version) & (t.status == Status.FAILED) & t.lease_token.is_(None)
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(processed_files).where(_is(version))).first()
-            if row is None:
-                return []
-            conn.execute(processed_files.update().where(t.id == row.id).values(status=Status.QUARANTINED))
+            row = conn.execute(sa.select(processed_files).where(failed)).first()
+            if (
+                row is None
+                or not conn.execute(
+                    processed_files.update().where(t.id == row.id, failed).values(status=Status.QUARANTINED)
+                ).rowcount
+            ):
+                return None
             return self._close_letters(conn, dict(row._mapping), "quarantined")
 
     # Reads
@@ -659,11 +673,14 @@ class Ledger:
         return rows[0] if rows else None
 
     def latest_version(self, source: str, bucket: str, key: str) -> dict | None:
-        """The object's newest version the ledger knows, by the object's own order (LastModified, then discovery)."""
+        """The object's newest version the ledger knows. In a bucket by LastModified (the server sets it when an
+        upload completes), then discovery; in a local folder (bucket "") by discovery only: an mtime is whatever
+        the writer set (`cp -p`, `touch`, a skewed clock), while the ledger discovers a path's versions in turn."""
+        order = (t.id.desc(),) if bucket == "" else (t.modified_at.desc().nulls_last(), t.id.desc())
         query = (
             sa.select(processed_files)
             .where(t.source == source, t.bucket == bucket, t.object_key == key)
-            .order_by(t.modified_at.desc().nulls_last(), t.id.desc())
+            .order_by(*order)
             .limit(1)
         )
         rows = self._rows(query)

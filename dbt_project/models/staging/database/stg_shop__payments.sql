@@ -1,7 +1,8 @@
 {#
     The current rows of the shop database's payments table: every extraction since the newest full one, and of
-    each payment the row of the newest extraction (an update after the watermark lands again; a watermark reset
-    reads every row again). A table, rebuilt from those extractions each build.
+    each payment (its primary key, id) the row of the newest extraction — an update after the watermark lands
+    again, a watermark reset or a watermark_lag reads rows again: each payment is one row all the same. A table,
+    rebuilt from those extractions each build.
 #}
 {%- set files = database_extraction_files('shop', 'public.payments') %}
 
@@ -31,6 +32,8 @@ ranked as (
         cast(source.updated_at as timestamp with time zone) as updated_at,
         source._etag as extraction_id,
         cast(source._ingested_at as timestamp with time zone) as extracted_at,
+        -- Values the extraction could not type (NaN in a numeric column), as JSON; their column is NULL.
+        source._rescued_data as rescued_data,
         row_number() over (
             partition by source.id order by source._etag desc, source._row_number desc
         ) as newest_first
