@@ -18,6 +18,7 @@ import dagster as dg
 from ingestion_project.config import Settings
 from ingestion_project.core.dead_letters import StoreFor, record_key, write_pending
 from ingestion_project.core.tags import BATCH_TAG
+from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Failure, Ledger
 
 ACTIVE_RUN_STATUSES = [
@@ -83,7 +84,7 @@ def release_rows(
                 datetime.now(UTC),
                 source.name,
                 row["bucket"],
-                row["object_key"],
+                DocumentRef.of_row(row).key,
                 row["etag"],
             ),
             max_retries=source.max_replays,

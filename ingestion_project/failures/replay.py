@@ -31,7 +31,7 @@ def replay_dead_letters(
     outcome: dict[str, list[str]] = {"requested": [], "quarantined": [], "in_flight": [], "source_removed": []}
     outcome["database"] = []
     for letter in book.open_dead_letters(config.limit, config.source):
-        version = DocumentVersion(DocumentRef(letter["source"], letter["bucket"], letter["object_key"]), letter["etag"])
+        version = DocumentVersion(DocumentRef.of_row(letter), letter["etag"])
         if settings.has_database(letter["source"]):
             # Not replayed: the table's next extraction reads the same rows again and closes this dead letter.
             outcome["database"].append(letter["partition_key"])

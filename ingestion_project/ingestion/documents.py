@@ -120,7 +120,7 @@ def ingest_document(
     manifest = manifest_row(
         source=ref.source,
         bucket=ref.bucket,
-        object_key=ref.key,
+        object_key=ref.shown_key,
         partition_key=ref.partition_key,
         etag=version.etag,
         size_bytes=spool.size,

@@ -45,7 +45,7 @@ def materialization_metadata(doc: IngestedDocument) -> dict[str, object]:
     return {
         "source": doc.ref.source,
         "bucket": doc.ref.bucket,
-        "key": doc.ref.key,
+        "key": doc.ref.shown_key,
         "etag": doc.version.etag,
         "size_bytes": dg.MetadataValue.int(doc.info.size),
         "sha256": doc.sha256,

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingestion_project.lib.keys import DocumentRef
+from ingestion_project.lib.keys import DocumentRef, key_bytes
 from ingestion_project.lib.limits import over_limit
 
 LINEAGE_COLUMNS = ("_source", "_object_key", "_etag", "_sha256", "_ingested_at", "_row_number")
@@ -52,7 +52,7 @@ MANIFEST_SCHEMA = pa.schema(
 
 def doc_id(bucket: str, key: str) -> str:
     """A stable, filesystem-safe id for an object: a readable slug of the key plus a hash of bucket + key."""
-    digest = hashlib.sha256(f"{bucket}\0{key}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{bucket}\0".encode() + key_bytes(key)).hexdigest()[:16]
     slug = _UNSAFE.sub("_", key[-48:]).strip("._") or "doc"
     return f"{slug}-{digest}"
 
@@ -102,7 +102,7 @@ class Lineage:
             name: pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string()))
             for name, value in (
                 ("_source", self.ref.source),
-                ("_object_key", self.ref.key),
+                ("_object_key", self.ref.shown_key),
                 ("_etag", self.etag),
                 ("_sha256", self.sha256),
             )

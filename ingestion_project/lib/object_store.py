@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 from urllib3.exceptions import ProtocolError
 
 from ingestion_project.lib.errors import ExternalError, SupersededError, TransientError, ValidationError
+from ingestion_project.lib.keys import shown_key
 
 _TRANSIENT_CODES = {
     "InternalError",
@@ -214,17 +215,24 @@ def _version_id(response: dict) -> str | None:
 
 
 class LocalObjectStore:
-    """A directory treated as a bucket: keys are POSIX paths relative to ``root``; nothing escapes it."""
+    """A directory treated as a bucket: keys are POSIX paths relative to ``root``; nothing escapes it.
+
+    Keys are ``str``; a name that is not valid UTF-8 keeps its undecodable bytes as surrogates (``surrogateescape``,
+    as ``os`` hands them out), so the key opens exactly that file. Scratch files of atomic writes live outside the
+    root, in the sibling folder ``.<root name>.scratch`` (same file system, so the final rename stays atomic): every
+    file under the root is a document, whatever its name.
+    """
 
     bucket = ""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self.scratch = self.root.with_name(f".{self.root.name}.scratch")
 
     def _path(self, key: str) -> Path:
         # Lexical only: resolving would follow links, and links are refused where files are opened (_open).
         if key.startswith("/") or "\0" in key or any(part in ("", ".", "..") for part in key.split("/")):
-            raise ValidationError(f"key {key!r} does not name a file inside {self.root}")
+            raise ValidationError(f"key {shown_key(key)!r} does not name a file inside {self.root}")
         return self.root / key
 
     @staticmethod
@@ -243,7 +251,8 @@ class LocalObjectStore:
         link between listing and opening can never lead outside the root. Raises ExternalError when the file is
         gone, is a link, or is not a regular file.
         """
-        path = self._path(key)
+        path = self.uri(key)
+        self._path(key)
         parts = key.split("/")
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
         directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -290,7 +299,7 @@ class LocalObjectStore:
                 if (key.startswith(prefix) or prefix.startswith(key)) and (key >= after or after.startswith(key)):
                     yield from self._walk(entry.path, key, prefix, after)
                 continue
-            if not key.startswith(prefix) or key <= after or entry.name.startswith(".tmp-") or entry.is_symlink():
+            if not key.startswith(prefix) or key <= after or entry.is_symlink():
                 continue  # links could point outside the root; only regular files are documents
             try:
                 status = entry.stat(follow_symlinks=False)
@@ -327,15 +336,18 @@ class LocalObjectStore:
         return self._replace(key, lambda f: f.write(data))
 
     def write_file(self, key: str, path: str, content_type: str) -> str:
-        """Copy a local file into place: beside the target first, then renamed, so no reader sees a partial file."""
+        """Copy a local file into place: into the scratch folder first, then renamed, so no reader sees a partial
+        file."""
         with open(path, "rb") as source:
             return self._replace(key, lambda f: shutil.copyfileobj(source, f, DOWNLOAD_CHUNK_BYTES))
 
     def _replace(self, key: str, fill: Callable[[BinaryIO], object]) -> str:
-        # Write beside the target, flush to disk, then rename: a reader never sees a partial file.
+        # Write in the scratch folder, flush to disk, then rename: a reader never sees a partial file, and a listing
+        # of the root never sees a scratch file.
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        self.scratch.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="write-")
         try:
             with os.fdopen(fd, "wb") as f:
                 fill(f)
@@ -352,4 +364,4 @@ class LocalObjectStore:
         self._path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
-        return str(self.root / key)
+        return str(self.root / shown_key(key))

@@ -43,7 +43,8 @@ class DocumentVersion:
         return {
             "source": self.ref.source,
             "bucket": self.ref.bucket,
-            "object_key": self.ref.key,
+            "object_key": self.ref.shown_key,
+            "key_hash": self.ref.key_hash,
             "etag": self.etag,
             "partition_key": self.ref.partition_key,
             "version_id": self.version_id,
@@ -53,8 +54,9 @@ class DocumentVersion:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DocumentVersion:
+        """The version of a ledger row, with its exact key (``object_key`` is only its readable form)."""
         return cls(
-            ref=DocumentRef(row["source"], row["bucket"], row["object_key"]),
+            ref=DocumentRef.of_row(row),
             etag=row["etag"],
             version_id=row.get("version_id"),
             size=row.get("size_bytes"),

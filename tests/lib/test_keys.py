@@ -1,9 +1,11 @@
+import hashlib
+import os
 import random
 
 import dagster as dg
 import pytest
 
-from ingestion_project.lib.keys import DocumentRef, escape_key, unescape_key
+from ingestion_project.lib.keys import DocumentRef, escape_key, key_bytes, key_hash, shown_key, unescape_key
 
 ODD_KEYS = [
     "orders/2026-11-01.csv",
@@ -76,3 +78,42 @@ def test_random_legal_keys_round_trip_through_a_dagster_instance():
         instance.add_dynamic_partitions(partitions.name, [r.partition_key for r in refs])
         stored = instance.get_dynamic_partitions(partitions.name)
     assert {DocumentRef.from_partition_key(k) for k in stored} == set(refs)
+
+
+# A local file name that is not UTF-8, as os.listdir hands it to Python (surrogateescape).
+UNDECODABLE = os.fsdecode(b"caf\xe9-\xff.csv")
+
+
+def test_a_key_that_is_not_utf8_has_a_valid_partition_key_that_maps_back_to_the_same_bytes():
+    ref = DocumentRef("inbox", "", f"in/{UNDECODABLE}")
+    assert ref.partition_key == "inbox:/in/caf%E9-%FF.csv"
+    ref.partition_key.encode("utf-8")  # valid UTF-8: Dagster, its storage and the UI can carry it
+    back = DocumentRef.from_partition_key(ref.partition_key)
+    assert back == ref
+    assert key_bytes(back.key) == b"in/caf\xe9-\xff.csv" == os.fsencode(back.key)
+
+
+def test_a_key_that_is_not_utf8_is_shown_readably_and_hashed_by_its_raw_bytes():
+    assert shown_key(UNDECODABLE) == "caf\\xe9-\\xff.csv"
+    assert shown_key("ünï 東京.csv") == "ünï 東京.csv"
+    raw = hashlib.sha256(b"inbox\0\0caf\xe9-\xff.csv").hexdigest()
+    assert key_hash("inbox", "", UNDECODABLE) == raw
+    # The readable form is text of its own: it never stands for the undecodable name.
+    assert key_hash("inbox", "", shown_key(UNDECODABLE)) != raw
+    assert key_hash("s", "b", "a.csv") == hashlib.sha256(b"s\0b\0a.csv").hexdigest()
+
+
+def test_a_literal_percent_sequence_in_a_name_never_collides_with_an_escaped_byte():
+    literal = DocumentRef("inbox", "", "caf%E9-%FF.csv")
+    undecodable = DocumentRef("inbox", "", UNDECODABLE)
+    assert literal.partition_key != undecodable.partition_key
+    assert DocumentRef.from_partition_key(literal.partition_key) == literal
+
+
+def test_a_ledger_row_rebuilds_the_exact_key_from_its_partition_key():
+    ref = DocumentRef("inbox", "", UNDECODABLE)
+    row = {"source": "inbox", "bucket": "", "object_key": ref.shown_key, "partition_key": ref.partition_key}
+    assert DocumentRef.of_row(row) == ref
+    # A row whose partition key is not a document's (a database extraction) keeps its object_key.
+    table = {"source": "shop", "bucket": "db", "object_key": "public.orders", "partition_key": "shop.orders"}
+    assert DocumentRef.of_row(table) == DocumentRef("shop", "db", "public.orders")

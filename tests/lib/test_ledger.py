@@ -1,13 +1,28 @@
 import json
+import os
+import random
+import string
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from ingestion_project.lib.keys import DocumentRef
-from ingestion_project.lib.ledger import Failure, Ledger, Status, Watermark, closed_key, create_ledger_engine
+from ingestion_project.lib.ledger import (
+    POSTGRES_SCHEMA,
+    Failure,
+    Ledger,
+    Status,
+    Watermark,
+    _alembic_config,
+    closed_key,
+    create_ledger_engine,
+    is_balanced,
+    processed_files,
+)
 from ingestion_project.lib.versions import DocumentVersion
 
 
@@ -268,3 +283,117 @@ def test_a_watermark_moves_only_with_a_successful_extraction_and_a_reset_forgets
         is None
     )
     assert ledger.watermark("s", "public.payments") is None
+
+
+def _long_key(size: int = 3020) -> str:
+    """A local path of ``size`` bytes that does not compress (PostgreSQL compresses a repetitive index row)."""
+    rng = random.Random(size)
+    parts = ["".join(rng.choices(string.ascii_letters + string.digits, k=200)) for _ in range(size // 201 + 1)]
+    return "/".join(parts)[: size - 4] + ".csv"
+
+
+UNDECODABLE = os.fsdecode(b"in/caf\xe9-\xff.csv")
+
+
+def test_any_key_a_file_system_allows_is_recorded_found_failed_and_landed(ledger):
+    long, odd = version(_long_key()), version(UNDECODABLE)
+    assert len(long.ref.key.encode()) == 3020
+    ids = discovered(ledger, long, odd)  # a btree row over 2,704 bytes failed this on PostgreSQL
+    assert ledger.known_versions("s", "b", [long.ref.key, odd.ref.key, "c.csv"]) == {
+        (long.ref.key, "e1"),
+        (odd.ref.key, "e1"),
+    }
+    rows = ledger.rows(ids)
+    assert rows[1]["object_key"] == "in/caf\\xe9-\\xff.csv"  # readable text; the row still rebuilds the exact key
+    assert [DocumentVersion.from_row(row).ref for row in rows] == [long.ref, odd.ref]
+    assert ledger.latest_version("s", "b", odd.ref.key)["id"] == ids[1]
+    assert ledger.latest_version("s", "b", "in/caf\\xe9-\\xff.csv") is None  # the shown form is not the key
+
+    lease = ledger.claim(ids, "r1", LEASE)
+    assert ledger.fail(ids[0], lease.token, failure(message=f"cannot read {odd.ref.key}"))
+    columns = [{"name": "id", "type": "int64"}]
+    assert (
+        ledger.succeed(ids[1], lease.token, sha256="x", records=1, bytes_read=1, duration_ms=1, columns=columns) == []
+    )
+    [letter] = ledger.open_dead_letters()
+    assert letter["key_hash"] == long.ref.key_hash
+    assert letter["error_message"] == "cannot read in/caf\\udce9-\\udcff.csv"  # a stray surrogate, stored as text
+    assert ledger.schema_version(odd)["object_key"] == "in/caf\\xe9-\\xff.csv"
+    # A new version of each object supersedes the failed one, found by its hash.
+    assert [r["id"] for r in ledger.record_discovered([version(long.ref.key, etag="e2")])] == [ids[0]]
+
+
+def test_concurrent_discoveries_of_the_same_versions_insert_each_once_and_neither_raises(ledger_url):
+    versions = [version(f"new/{i:05d}.csv") for i in range(3000)]
+    ledgers = [Ledger(create_ledger_engine(ledger_url)) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def record(book: Ledger) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results.append(book.insert_discovered(versions))
+        except Exception as error:  # noqa: BLE001 - the assertion below names it
+            errors.append(error)
+
+    threads = [threading.Thread(target=record, args=(book,)) for book in ledgers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(results) == 2
+    inserted = [v.ref.key for result in results for v in result.inserted]
+    assert sorted(inserted) == [v.ref.key for v in versions]  # each version inserted by exactly one of them
+    assert all(v.seq is not None for result in results for v in result.inserted)
+    assert len(ledgers[0].versions("s")) == 3000
+
+
+def test_a_refused_key_is_recorded_once_as_failed_with_an_open_dead_letter(ledger):
+    refused = version(_long_key(1100))
+    refusal = failure(error_type="KeyRefused", message="key refused", max_retries=0)
+    assert ledger.record_refused(refused, refusal)
+    assert not ledger.record_refused(refused, refusal)  # the next tick lists it again: nothing more is written
+    [row] = ledger.versions("s")
+    assert (row["status"], row["error_class"], row["error_type"]) == (Status.FAILED, "validation", "KeyRefused")
+    [letter] = ledger.open_dead_letters()
+    assert (letter["key_hash"], letter["error_type"], letter["max_retries"]) == (refused.ref.key_hash, "KeyRefused", 0)
+    assert all(is_balanced(figures) for figures in ledger.conservation().values())
+
+
+def test_migration_0006_gives_existing_rows_their_key_hash(ledger_url):
+    engine = sa.create_engine(ledger_url)
+    schema = POSTGRES_SCHEMA if engine.dialect.name == "postgresql" else None
+    if schema:
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    config = _alembic_config()
+    with engine.begin() as conn:
+        if schema:
+            conn.execute(sa.text(f'create schema if not exists "{schema}"'))
+        config.attributes.update(connection=conn, schema=schema)
+        command.upgrade(config, "0005")
+        now = datetime.now(UTC)
+        common = {"source": "s", "bucket": "b", "object_key": "a.csv", "etag": "e1"}
+        conn.execute(
+            sa.text(
+                "insert into processed_files (source, bucket, object_key, etag, partition_key, status, discovered_at,"
+                " retry_count, tries, lost_count, request_count)"
+                " values (:source, :bucket, :object_key, :etag, 's:b/a.csv', 'FAILED', :now, 0, 0, 0, 0)"
+            ),
+            {**common, "now": now},
+        )
+        conn.execute(
+            sa.text(
+                "insert into dead_letters (dlq_key, source, bucket, object_key, etag, partition_key, error_class,"
+                " error_type, error_message, failed_at, run_id, retry_count, max_retries, state)"
+                " values ('k.json', :source, :bucket, :object_key, :etag, 's:b/a.csv', 'validation', 'E', 'm', :now,"
+                " 'r', 0, 3, 'open')"
+            ),
+            {**common, "now": now},
+        )
+    book = Ledger(create_ledger_engine(ledger_url))  # migrates to the head
+    assert book.get(version())["status"] == Status.FAILED
+    [letter] = book.open_dead_letters()
+    assert letter["key_hash"] == DocumentRef("s", "b", "a.csv").key_hash
+    assert book.record_discovered([version(etag="e2")])[0]["etag"] == "e1"  # found by its hash, superseded
+    with pytest.raises(sa.exc.IntegrityError), book.engine.begin() as conn:
+        conn.execute(processed_files.insert().values(**version(etag="e2").as_row(), status="X", discovered_at=now))

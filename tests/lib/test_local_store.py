@@ -146,3 +146,52 @@ def test_a_file_that_vanishes_while_listed_is_passed_over(root):
     (root / "in" / "b.csv").unlink()  # gone between the folder's scan and its stat
     rest = [info.key for info in listing]
     assert first.key == "in/a.csv" and rest == ["in/c.csv"]
+
+
+def test_a_name_that_is_not_utf8_is_listed_and_read_as_exactly_that_file(root):
+    raw = b"caf\xe9-\xff.csv"
+    with open(os.path.join(os.fsencode(root / "in"), raw), "wb") as f:
+        f.write(b"id\n1\n")
+    store = LocalObjectStore(root)
+    [info] = store.list_objects()
+    assert os.fsencode(info.key) == b"in/" + raw
+    assert store.head(info.key) == info
+    assert download(store, info.key, info.etag) == b"id\n1\n"
+    assert store.uri(info.key).endswith("in/caf\\xe9-\\xff.csv")  # valid text for messages and the ledger
+    store.uri(info.key).encode("utf-8")
+
+
+def test_a_users_file_named_like_a_scratch_file_is_listed(root):
+    (root / "in" / ".tmp-report.csv").write_text("id\n1\n")
+    (root / "in" / ".tmp-x").write_text("id\n1\n")
+    assert [info.key for info in LocalObjectStore(root).list_objects()] == ["in/.tmp-report.csv", "in/.tmp-x"]
+
+
+def test_atomic_writes_put_their_scratch_files_outside_the_root(root, monkeypatch):
+    store = LocalObjectStore(root)
+    seen = []
+    real_replace = os.replace
+
+    def spying_replace(src, dst):
+        seen.append((os.path.dirname(src), sorted(os.listdir(root / "out"))))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spying_replace)
+    store.write_atomic("out/a.json", b"{}", "application/json")
+    [(scratch, beside_target)] = seen
+    assert scratch == str(root.parent / ".inbox.scratch")  # a sibling: the same file system, so the rename is atomic
+    assert beside_target == []  # nothing half-written was ever in the root
+    assert (root / "out" / "a.json").read_bytes() == b"{}"
+    assert os.listdir(scratch) == []
+    assert [info.key for info in store.list_objects()] == ["out/a.json"]
+
+
+def test_a_failed_atomic_write_leaves_nothing_behind(root):
+    store = LocalObjectStore(root)
+
+    def fail(_file):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        store._replace("out/b.json", fail)
+    assert os.listdir(store.scratch) == [] and not (root / "out" / "b.json").exists()

@@ -77,8 +77,9 @@ processed_files = sa.Table(
     sa.Column("request_key", sa.Text),
     sa.Column("request_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error_traceback", sa.Text),
-    sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_processed_files_version"),
-    sa.Index("ix_processed_files_source_key", "source", "bucket", "object_key"),
+    # 0006: objects are indexed by lib/keys.key_hash, never by object_key (the key's readable text, any length).
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("key_hash", "etag", name="uq_processed_files_key_hash"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
     sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
     sa.Index("ix_processed_files_source_status", "source", "status"),
@@ -112,8 +113,9 @@ dead_letters = sa.Table(
     sa.Column("error_traceback", sa.Text),
     sa.Column("attempts", sa.Integer),
     sa.Column("job_name", sa.String(255)),
+    sa.Column("key_hash", sa.String(64), nullable=False),  # 0006
     sa.Index("ix_dead_letters_state", "state"),
-    sa.Index("ix_dead_letters_version", "source", "bucket", "object_key", "etag"),
+    sa.Index("ix_dead_letters_key_hash", "key_hash", "etag"),
 )
 
 # 0003: the schema of every document version that landed, and its change against the source's previous one.
@@ -134,7 +136,8 @@ schema_versions = sa.Table(
     sa.Column("columns_retyped", sa.Text, nullable=False),  # [{"name", "from", "to"}]
     # 0004: what the source's schema contract did (lib/contracts.ContractOutcome as JSON); NULL: no contract
     sa.Column("contract_json", sa.Text),
-    sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_schema_versions_version"),
+    sa.Column("key_hash", sa.String(64), nullable=False),  # 0006
+    sa.UniqueConstraint("key_hash", "etag", name="uq_schema_versions_key_hash"),
     sa.Index("ix_schema_versions_source", "source", "id"),
 )
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from ingestion_project.lib.keys import key_hash
 from ingestion_project.lib.ledger.schema import (
     IN_FLIGHT,
     TERMINAL,
@@ -32,7 +34,8 @@ from ingestion_project.lib.versions import DocumentVersion
 
 t = processed_files.c
 d = dead_letters.c
-VERSION_FIELDS = ("source", "bucket", "object_key", "etag")
+# What a dead letter copies of its version's row; rows of one version match by key_hash and etag.
+VERSION_FIELDS = ("source", "bucket", "object_key", "key_hash", "etag")
 OPEN = "open"
 # error_type of versions skipped because their source left the sources file: they wait again if it comes back.
 SOURCE_REMOVED = "SourceRemoved"
@@ -50,14 +53,25 @@ def _now() -> datetime:
 
 
 def _matches(row: Mapping[str, Any], columns=t):
-    """The rows of ``columns`` (processed files or dead letters) of the same version as ``row``."""
-    return sa.and_(*(columns[name] == row[name] for name in VERSION_FIELDS))
+    """The rows of ``columns`` (processed files, dead letters, schema versions) of the same version as ``row``."""
+    return (columns.key_hash == row["key_hash"]) & (columns.etag == row["etag"])
 
 
 def _is(version: DocumentVersion, columns=t):
     """The rows of ``columns`` that record ``version``."""
-    source, bucket, key, etag = version.identity
-    return sa.and_(columns.source == source, columns.bucket == bucket, columns.object_key == key, columns.etag == etag)
+    return (columns.key_hash == version.ref.key_hash) & (columns.etag == version.etag)
+
+
+def _insert(conn: Connection, table: sa.Table):
+    """An INSERT that leaves a row already there (a concurrent writer's) alone, on SQLite and PostgreSQL."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` as valid UTF-8 for a text column: a stray surrogate (the undecodable byte of a local file name in
+    a message) becomes ``\\udcNN``."""
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def closed_key(key: str, state: str) -> str:
@@ -95,6 +109,15 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Discovered:
+    """What recording listed versions did: the versions this call inserted (a concurrent tick may have inserted
+    the others first) and the older versions they superseded."""
+
+    inserted: list[DocumentVersion] = field(default_factory=list)
+    superseded: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Watermark:
     """How far an incremental extraction of one table has read: the greatest value of its watermark column."""
 
@@ -126,44 +149,76 @@ class Ledger:
     # Discovery and requests
 
     def known_versions(self, source: str, bucket: str, keys: Sequence[str]) -> set[tuple[str, str]]:
-        """The (key, etag) pairs among ``keys`` that the ledger already holds, in one query."""
+        """The (key, etag) pairs among ``keys`` that the ledger already holds, in one query (by key hash)."""
         if not keys:
             return set()
-        query = sa.select(t.object_key, t.etag).where(
-            t.source == source, t.bucket == bucket, t.object_key.in_(list(set(keys)))
-        )
+        by_hash = {key_hash(source, bucket, key): key for key in keys}
+        query = sa.select(t.key_hash, t.etag).where(t.key_hash.in_(list(by_hash)))
         with self.engine.connect() as conn:
-            return {(row.object_key, row.etag) for row in conn.execute(query)}
+            return {(by_hash[row.key_hash], row.etag) for row in conn.execute(query)}
 
     def record_discovered(self, versions: Iterable[DocumentVersion]) -> list[dict]:
+        """Insert new versions as DISCOVERED (see :meth:`insert_discovered`); returns the superseded rows."""
+        return self.insert_discovered(versions).superseded
+
+    def insert_discovered(self, versions: Iterable[DocumentVersion]) -> Discovered:
         """Insert new versions as DISCOVERED; older versions of the same objects that are waiting (DISCOVERED,
-        not claimed) or FAILED become SUPERSEDED, their open dead letters closed. Returns the superseded rows."""
+        not claimed) or FAILED become SUPERSEDED, their open dead letters closed. A version another writer (a
+        concurrent tick) inserted first is left to it: only the versions this call inserted supersede anything."""
         now = _now()
-        rows = [{**v.as_row(), "status": Status.DISCOVERED, "discovered_at": now} for v in versions]
-        if not rows:
-            return []
+        versions = list(versions)
+        if not versions:
+            return Discovered()
         with self.engine.begin() as conn:
-            conn.execute(processed_files.insert(), rows)
-            superseded = []
-            for row in rows:
-                older = (
-                    (t.source == row["source"])
-                    & (t.bucket == row["bucket"])
-                    & (t.object_key == row["object_key"])
-                    & (t.etag != row["etag"])
-                    & t.status.in_([Status.DISCOVERED, Status.FAILED])
-                )
-                for old in conn.execute(sa.select(processed_files).where(older)):
-                    old = dict(old._mapping)
-                    message = f"ETag {old['etag']} was replaced by {row['etag']} before it was ingested"
-                    conn.execute(
-                        processed_files.update()
-                        .where(t.id == old["id"], t.status == old["status"])
-                        .values(status=Status.SUPERSEDED, processed_at=now, error_message=message)
-                    )
-                    self._close_letters(conn, old, "superseded")
-                    superseded.append(old)
+            inserted = self._insert_new(conn, versions, status=Status.DISCOVERED, discovered_at=now)
+            superseded = [old for version in inserted for old in self._supersede_older(conn, version, now)]
+        return Discovered(inserted, superseded)
+
+    def _supersede_older(self, conn: Connection, version: DocumentVersion, now: datetime) -> list[dict]:
+        """Older versions of the object that wait (DISCOVERED) or FAILED become SUPERSEDED by ``version``."""
+        older = (t.key_hash == version.ref.key_hash) & (t.etag != version.etag)
+        superseded = []
+        for old in conn.execute(
+            sa.select(processed_files).where(older, t.status.in_([Status.DISCOVERED, Status.FAILED]))
+        ):
+            old = dict(old._mapping)
+            message = f"ETag {old['etag']} was replaced by {version.etag} before it was ingested"
+            conn.execute(
+                processed_files.update()
+                .where(t.id == old["id"], t.status == old["status"])
+                .values(status=Status.SUPERSEDED, processed_at=now, error_message=message)
+            )
+            self._close_letters(conn, old, "superseded")
+            superseded.append(old)
         return superseded
+
+    @staticmethod
+    def _insert_new(conn: Connection, versions: Sequence[DocumentVersion], **values: Any) -> list[DocumentVersion]:
+        """Insert the rows of ``versions`` the ledger lacks; the versions inserted, with their ``seq``."""
+        rows = [{**v.as_row(), **values} for v in versions]
+        query = _insert(conn, processed_files).returning(t.id, t.key_hash, t.etag)
+        ids = {(r.key_hash, r.etag): r.id for r in conn.execute(query, rows)}
+        return [replace(v, seq=ids[(v.ref.key_hash, v.etag)]) for v in versions if (v.ref.key_hash, v.etag) in ids]
+
+    def record_refused(self, version: DocumentVersion, failure: Failure) -> bool:
+        """A listed object that cannot become a partition: FAILED at once, with its open dead letter, in one
+        transaction; False (nothing written) when the ledger has it already."""
+        now = _now()
+        values = {
+            "status": Status.FAILED,
+            "discovered_at": now,
+            "processed_at": now,
+            "error_class": failure.error_class,
+            "error_type": failure.error_type[:128],
+            "error_message": storable(failure.message[:_MESSAGE_LIMIT]),
+        }
+        with self.engine.begin() as conn:
+            inserted = self._insert_new(conn, [version], **values)
+            if not inserted:
+                return False
+            self._supersede_older(conn, inserted[0], now)
+            self._open_letter(conn, self._row(conn, inserted[0].seq), failure, now)
+        return True
 
     def due(self, source: str, now: datetime | None = None, limit: int = 10_000) -> list[dict]:
         """DISCOVERED versions of ``source`` that no run request carries and whose not-before time has come."""
@@ -345,8 +400,7 @@ class Ledger:
     def _record_schema(self, conn: Connection, row: dict, columns: Columns, contract: dict | None = None) -> None:
         """The version's schema and its change against the source's latest recorded one (once per version)."""
         version = schema_versions.c
-        same = sa.and_(*(getattr(version, k) == row[k] for k in ("source", "bucket", "object_key", "etag")))
-        if conn.execute(sa.select(version.id).where(same)).first() is not None:
+        if conn.execute(sa.select(version.id).where(_matches(row, version))).first() is not None:
             return  # re-ingested (forced, or replayed): its schema was recorded the first time
         previous = conn.execute(
             sa.select(version.fingerprint, version.columns_json)
@@ -357,7 +411,7 @@ class Ledger:
         change = diff(json.loads(previous.columns_json) if previous else None, columns)
         conn.execute(
             schema_versions.insert().values(
-                **{k: row[k] for k in ("source", "bucket", "object_key", "etag")},
+                **{k: row[k] for k in VERSION_FIELDS},
                 recorded_at=_now(),
                 fingerprint=fingerprint(columns),
                 columns_json=json.dumps(list(columns), ensure_ascii=False),
@@ -392,8 +446,8 @@ class Ledger:
                 lease_token=None,
                 error_class=failure.error_class,
                 error_type=failure.error_type[:128],
-                error_message=failure.message[:_MESSAGE_LIMIT],
-                error_traceback=failure.traceback,
+                error_message=storable(failure.message[:_MESSAGE_LIMIT]),
+                error_traceback=storable(failure.traceback),
             ):
                 return False
             self._open_letter(conn, self._row(conn, row_id), failure, now)
@@ -437,7 +491,7 @@ class Ledger:
                 tries=t.tries + 1,
                 error_class=error_class,
                 error_type=error_type[:128],
-                error_message=message[:_MESSAGE_LIMIT],
+                error_message=storable(message[:_MESSAGE_LIMIT]),
             ):
                 return None
             return conn.execute(sa.select(t.tries).where(t.id == row_id)).scalar()
@@ -571,8 +625,8 @@ class Ledger:
             "content_type": failure.content_type,
             "error_class": failure.error_class,
             "error_type": failure.error_type[:128],
-            "error_message": failure.message[:_MESSAGE_LIMIT],
-            "error_traceback": failure.traceback,
+            "error_message": storable(failure.message[:_MESSAGE_LIMIT]),
+            "error_traceback": storable(failure.traceback),
             "failed_at": now,
             "run_id": row["run_id"] or "",
             "job_name": failure.job_name[:255],
@@ -679,7 +733,7 @@ class Ledger:
         order = (t.id.desc(),) if bucket == "" else (t.modified_at.desc().nulls_last(), t.id.desc())
         query = (
             sa.select(processed_files)
-            .where(t.source == source, t.bucket == bucket, t.object_key == key)
+            .where(t.key_hash == key_hash(source, bucket, key))
             .order_by(*order)
             .limit(1)
         )
