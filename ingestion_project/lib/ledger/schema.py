@@ -77,6 +77,10 @@ processed_files = sa.Table(
     sa.Column("request_key", sa.Text),
     sa.Column("request_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error_traceback", sa.Text),
+    # 0007: after a run died holding this version with others, at most this many versions in its next run
+    # (NULL: the source's batch size); deaths in a shared run, which do not count toward max_attempts.
+    sa.Column("batch_limit", sa.Integer),
+    sa.Column("shared_losses", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_processed_files_version"),
     sa.Index("ix_processed_files_source_key", "source", "bucket", "object_key"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
