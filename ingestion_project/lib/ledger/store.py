@@ -722,6 +722,13 @@ class Ledger:
                 for source, at in conn.execute(query)
             }
 
+    def retrying(self, error_class: str) -> list[dict]:
+        """Versions still in flight whose last try failed with ``error_class`` (e.g. waiting out a backoff)."""
+        query = sa.select(processed_files).where(
+            t.status.in_([Status.DISCOVERED, Status.PROCESSING]), t.error_class == error_class, t.tries > 0
+        )
+        return self._rows(query.order_by(t.id).limit(1000))
+
     def oldest_in_flight(self) -> dict | None:
         """The version waiting longest for a fate (DISCOVERED or PROCESSING), by discovery time; None if none."""
         query = (
