@@ -3,7 +3,8 @@
 A run that fails or is canceled leaves the versions it held (or was requested for and never claimed) to the
 run-status sensors here; a run killed outright (SIGKILL, the OOM killer) stops renewing its lease, and the
 discovery sensor releases its versions once the lease expires and marks the run failed. A released version is
-requested again under a new run key, one attempt fewer; out of attempts it is QUARANTINED with a dead letter
+requested again under a new run key: in a smaller batch when the run held others too (halved on each death,
+down to one per run), one attempt fewer when it was alone; out of attempts it is QUARANTINED with a dead letter
 that says why. Versions of a source removed from the sources file end SKIPPED.
 """
 
@@ -56,8 +57,14 @@ class Reconciliation:
 def release_rows(
     book: Ledger, settings: Settings, dead_letter_store: StoreFor, rows: list[dict], reason: str, found: Reconciliation
 ) -> None:
-    """Release versions a run held or was requested for: requeue, quarantine when out of attempts, or skip when
-    their source is gone. A row that changed meanwhile (its run recorded an outcome after all) is left alone."""
+    """Release the versions one run held or was requested for: requeue, quarantine when out of attempts, or skip
+    when their source is gone. A row that changed meanwhile (its run recorded an outcome after all) is left alone.
+
+    A run that died holding several versions cannot say which of them killed it: they are requested again in runs
+    of half as many (``isolation_limit``), and the loss counts toward ``max_attempts`` only for a version that was
+    alone in the run that died. So the batchmates of a document that kills its worker land, and only the killer
+    is quarantined."""
+    held = len(rows)
     for row in rows:
         label = f"{row['partition_key']}@{row['etag']}"
         if not (settings.has_source(row["source"]) or settings.has_database(row["source"])):
@@ -66,6 +73,12 @@ def release_rows(
             continue
         # A database source allows one attempt: its next extraction reads the same rows again.
         source = settings.any_source(row["source"])
+        if held > 1:
+            limit = isolation_limit(held, row.get("batch_limit"))
+            shared = f"{reason}; it held {held} versions: requested again in runs of at most {limit}"
+            if book.release(row, shared, batch_limit=limit):
+                found.requeued.append(label)
+            continue
         losses = row["lost_count"] + 1
         if losses < source.max_attempts:
             if book.release(row, reason):
@@ -93,6 +106,12 @@ def release_rows(
         )
         if book.release(row, message, quarantine=failure):
             found.quarantined.append(label)
+
+
+def isolation_limit(held: int, batch_limit: int | None) -> int:
+    """How many versions the next run of a version may carry after its run died holding ``held`` versions: half
+    as many, halving again on each death, down to one."""
+    return max(1, min(held, batch_limit or held) // 2)
 
 
 def reconcile_run(

@@ -1,4 +1,5 @@
-"""Alerts: a run that fails, and dead letters that appear or a backlog that ages, reach people through a channel.
+"""Alerts: a run that fails, dead letters that appear, workers out of disk, memory or open files, or a backlog
+that ages reach people through a channel.
 
 The channel is a webhook (``INGESTION_ALERT_WEBHOOK_URL``): each alert is one JSON POST ``{"alert", "summary",
 "details"}``, which Slack incoming webhooks, Teams, PagerDuty event bridges or a small receiver of your own
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from ingestion_project.core.failure_classes import RESOURCE
 from ingestion_project.core.resources import LedgerResource
 
 WEBHOOK_ENV = "INGESTION_ALERT_WEBHOOK_URL"
@@ -76,13 +78,30 @@ def _backlog_age() -> timedelta:
     return timedelta(seconds=float(value)) if value else DEFAULT_BACKLOG_AGE
 
 
+def _alert_resource_exhaustion(book, alerts: AlertChannel, cursor: dict, log) -> bool:
+    """Documents retrying because the worker ran short of memory, disk space or open files: once per try, since
+    each is a sign the workers' disks or limits need attention before the retries run out."""
+    retrying = {f"{row['id']}:{row['tries']}": row for row in book.retrying(RESOURCE)}
+    new = {key: row for key, row in retrying.items() if key not in set(cursor.get("resource_alerted", []))}
+    if new:
+        listed = {row["partition_key"]: f"{row['error_type']}: {row['error_message']}" for row in new.values()}
+        summary = f"{len(new)} document(s) retrying after the worker ran out of a local resource: " + "; ".join(
+            f"{key} ({reason[:120]})" for key, reason in list(listed.items())[:3]
+        )
+        if not alerts.send("resource_exhausted", summary, {"retrying": dict(list(listed.items())[:_MAX_LISTED])}, log):
+            return False
+    cursor["resource_alerted"] = sorted(retrying)  # what is still retrying, so the cursor stays bounded
+    return bool(new)
+
+
 @dg.sensor(
     name="dead_letter_alert_sensor",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Alerts when documents are dead-lettered (each new open dead letter, once) and when a document has waited "
-        "for a fate longer than the backlog age (default 1h)."
+        "Alerts when documents are dead-lettered (each new open dead letter, once), when a document is retried "
+        "because a worker ran out of memory, disk space or open files (each try, once), and when a document has "
+        "waited for a fate longer than the backlog age (default 1h)."
     ),
 )
 def dead_letter_alert_sensor(
@@ -105,6 +124,8 @@ def dead_letter_alert_sensor(
         ):
             cursor["failed_after"] = max(letter["failed_at"] for letter in letters).isoformat()
             said.append(f"{len(letters)} new dead letter(s)")
+    if _alert_resource_exhaustion(book, alerts, cursor, context.log):
+        said.append("resource exhaustion")
     oldest = book.oldest_in_flight()
     now = datetime.now(UTC)
     waiting = now - oldest["discovered_at"] if oldest else timedelta(0)

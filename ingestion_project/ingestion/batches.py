@@ -43,16 +43,20 @@ class Batch:
 
 def chunk_rows(rows: list[dict], size: BatchSize) -> Iterator[tuple[dict, ...]]:
     """Consecutive groups of at most ``size.documents`` versions and ``size.max_bytes`` listed bytes (a single
-    version larger than that is a batch of its own)."""
+    version larger than that is a batch of its own). A version released from a run that died (``batch_limit``,
+    see core/reconcile.py) goes in a group of at most that many versions."""
     batch: list[dict] = []
     total = 0
+    cap = size.documents
     for row in rows:
         row_bytes = row.get("size_bytes") or 0
-        if batch and (len(batch) >= size.documents or total + row_bytes > size.max_bytes):
+        row_cap = min(size.documents, row.get("batch_limit") or size.documents)
+        if batch and (len(batch) >= min(cap, row_cap) or total + row_bytes > size.max_bytes):
             yield tuple(batch)
-            batch, total = [], 0
+            batch, total, cap = [], 0, size.documents
         batch.append(row)
         total += row_bytes
+        cap = min(cap, row_cap)
     if batch:
         yield tuple(batch)
 

@@ -21,7 +21,7 @@ from ingestion_project.lib.bronze import (
     to_parquet_bytes,
 )
 from ingestion_project.lib.contracts import ContractOutcome, apply_contract
-from ingestion_project.lib.errors import DocumentError, ValidationError
+from ingestion_project.lib.errors import DocumentError, ResourceError, ValidationError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.limits import over_limit
 from ingestion_project.lib.object_store import ObjectInfo, ObjectStore
@@ -94,9 +94,9 @@ def ingest_document(
             error.content_type = info.content_type  # the dead-letter record names what the store said it was
             raise
         except MemoryError as error:  # pyarrow's ArrowMemoryError is one too
-            raise ValidationError(
-                f"ran out of memory parsing {ref.uri} ({spool.size:,} bytes): the document needs more than the "
-                "run's memory budget (run_memory_limit); raise it, or lower this source's limits"
+            raise ResourceError(
+                f"ran out of memory parsing {ref.uri} ({spool.size:,} bytes): the document needs more memory than "
+                "the worker had for it (run_memory_limit); retried in a run by itself"
             ) from error
         contract = None
         columns = parsed.columns

@@ -22,7 +22,7 @@ from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
 
 from ingestion_project.config import Settings
 from ingestion_project.core.dead_letters import record_key, write_pending
-from ingestion_project.core.failure_classes import error_class, limits_for, next_delay
+from ingestion_project.core.failure_classes import RESOURCE, error_class, limits_for, next_delay
 from ingestion_project.core.heartbeat import Heartbeat
 from ingestion_project.core.resources import IngestionResource
 from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostError, ingest_document
@@ -248,9 +248,11 @@ class IngestionRun:
                 f"retry document={version.partition_key} try={tries} max_tries={limits.max_retries + 1} "
                 f"error={described} next_delay={delay}s"
             )
-            if delay <= self.settings.max_in_run_backoff_seconds:
+            # A resource failure is retried in a run by itself: its batchmates may be what used the memory up.
+            alone = failure_class == RESOURCE
+            if delay <= self.settings.max_in_run_backoff_seconds and not alone:
                 return Outcome("retrying in this run", version, message=retry, delay=delay)
-            self.book.hand_back(row["id"], lease.token, datetime.now(UTC) + timedelta(seconds=delay))
+            self.book.hand_back(row["id"], lease.token, datetime.now(UTC) + timedelta(seconds=delay), alone=alone)
             return Outcome("handed back for a later run", version, message=retry)
         failure = Failure(
             error_class=failure_class,

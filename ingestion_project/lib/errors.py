@@ -52,3 +52,8 @@ class TransientError(DocumentError):
 class SupersededError(DocumentError):
     """The pinned version is no longer the object's current one (its ETag no longer matches). Not a failure:
     the version ends SUPERSEDED and the newer version is ingested on its own."""
+
+
+class ResourceError(DocumentError):
+    """The worker ran short of something local — the run's memory budget, disk space, open files — while working
+    on this document. Not the document's fault: retried with backoff, in a run by itself."""

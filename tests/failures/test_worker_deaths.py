@@ -1,8 +1,10 @@
 """Runs that die in a worker process of their own — SIGTERM or SIGKILL while sleeping in a retry backoff, killed
-on every try — and a live worker slower than its lease: every version still ends in exactly one state, and
-nothing is processed twice."""
+on every try, killed by the OOM killer over one document of its batch — and a live worker slower than its lease:
+every version still ends in exactly one state, nothing is processed twice, and only a document that kills its
+worker by itself is quarantined."""
 
 import signal
+import subprocess
 import time
 
 import dagster as dg
@@ -10,6 +12,7 @@ import pytest
 
 from ingestion_project.lib.keys import DocumentRef
 from tests.failures.conftest import Pipeline
+from tests.failures.oom import oom_killer
 from tests.failures.s3_support import (
     assert_nothing_lost_or_doubled,
     dlq_records,
@@ -165,3 +168,89 @@ def test_a_live_worker_slower_than_its_lease_keeps_it_and_lands_the_version_once
     assert len(gets) == 1  # downloaded once
     assert sum(materialized_versions(instance).values()) == 1
     assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket)
+
+
+GOOD_DOCUMENTS = 60
+KILLER_AT = 20  # in discovery order, so that the first run lands some documents before it dies
+OOM_LIMIT_BYTES = 700 * 2**20
+MAX_ISOLATION_RUNS = 40
+
+
+def heavy_parquet() -> bytes:
+    """A legal Parquet file of a few KB whose every batch decodes to 1 GiB (see test_memory_budget)."""
+    from tests.failures.test_memory_budget import repeated_large_value
+
+    return repeated_large_value()
+
+
+def test_an_oom_killed_batch_is_split_until_only_the_killer_is_quarantined_and_its_batchmates_land(
+    tmp_path, fresh_bucket, s3_client, bronze_bucket, write_sources, resources_for, instance, s3_env
+):
+    keys = [f"in/doc-{n:03}.csv" for n in range(GOOD_DOCUMENTS + 1)]
+    killer = keys[KILLER_AT] = f"in/doc-{KILLER_AT:03}.parquet"
+    for n, key in enumerate(keys):
+        body = heavy_parquet() if key == killer else f"order_id,amount\nO-{n},{n}.50\n".encode()
+        s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=body)
+    source = {
+        "name": "orders",
+        "type": "s3",
+        "bucket": fresh_bucket,
+        "prefix": "in/",
+        "max_attempts": 3,
+        "limits": {"decompressed_size": "8GiB", "expansion": 10**9},
+    }
+    # No run budget: the worker's memory cgroup (here the test's OOM killer) is all that stops the heavy document.
+    # One document at a time, so that a death always leaves the batchmates queued behind the killer held.
+    sources_file = write_sources(
+        [source], bronze_bucket=bronze_bucket, lease_seconds=LEASE_SECONDS, run_memory_limit=None, documents_in_flight=1
+    )
+    pipeline = Pipeline(resources_for(sources_file), instance)
+    endpoint = s3_env["AWS_ENDPOINT_URL_S3"]
+
+    runs = []  # (versions the run carried, whether the OOM killer ended it)
+    for number in range(MAX_ISOLATION_RUNS):
+        batch = requested(pipeline.tick())
+        if not batch:
+            statuses = {row["status"] for row in pipeline.ledger.versions()}
+            if statuses <= {"SUCCESS", "QUARANTINED"}:
+                break
+            time.sleep(LEASE_SECONDS + 0.3)  # a killed run's lease expires; the next tick releases its versions
+            continue
+        for index, request in enumerate(batch):
+            name = f"run-{number}-{index}"
+            with (
+                worker(
+                    tmp_path / "workers",
+                    name,
+                    sources=sources_file,
+                    ledger_url=pipeline.resources["ledger"].url,
+                    dagster_home=instance.root_directory,
+                    endpoint_url=endpoint,
+                    request=write_request(tmp_path / "workers" / f"{name}.request.json", request),
+                ) as w,
+                oom_killer(w.process, OOM_LIMIT_BYTES) as oom,
+            ):
+                try:
+                    w.process.wait(300)
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(f"{name} still running after 300s:\n{w.output()}") from None
+            carried = [v["key"] for v in pinned(request)]
+            runs.append((carried, oom.killed))
+            assert oom.killed or w.process.returncode == 0, f"{name} failed without being killed:\n{w.output()}"
+            assert not oom.killed or killer in carried, f"{name} was killed without the heavy document"
+    else:
+        raise AssertionError(f"not settled after {MAX_ISOLATION_RUNS} rounds: {runs}")
+
+    rows = {row["object_key"]: row for row in pipeline.ledger.versions()}
+    assert {key: row["status"] for key, row in rows.items() if row["status"] != "SUCCESS"} == {killer: "QUARANTINED"}
+    assert (rows[killer]["lost_count"], rows[killer]["error_type"]) == (3, "WorkerLost")
+    assert rows[killer]["shared_losses"] >= 1  # it was in a shared run that died at least once
+    assert all(row["lost_count"] == 0 for key, row in rows.items() if key != killer)  # no good one lost an attempt
+    kills = [carried for carried, killed in runs if killed]
+    assert [len(carried) for carried in kills[-3:]] == [1, 1, 1]  # quarantined only after dying alone three times
+    assert len(kills[0]) == GOOD_DOCUMENTS + 1 and len(kills) > 4
+    assert all(len(later) < len(earlier) for earlier, later in zip(kills[:-3], kills[1:-2], strict=True))
+    assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket, also={"QUARANTINED"})
+    [record] = dlq_records(s3_client, bronze_bucket, "quarantined").values()
+    assert (record["object"]["key"], record["error"]["type"]) == (killer, "WorkerLost")
+    assert isinstance(pipeline.tick(), dg.SkipReason)

@@ -8,7 +8,8 @@ with the request's ``run_config``, ``tags`` and ``run_key``, see ``s3_support.wr
 runs one partition at its current version, as "Materialize" in the UI does. S3 credentials come from the
 environment (the test's AWS_* variables); the S3 endpoint is the test's proxy. With ``--ready``/``--go`` the worker
 loads everything, creates the ready file and starts its run only once the go file exists (waiting at most a
-minute), so two workers can be released at the same moment. The result file gets the run id, its success, the
+minute), so two workers can be released at the same moment. ``--file-size-limit`` caps every file the worker
+writes (RLIMIT_FSIZE), as a nearly full disk does. The result file gets the run id, its success, the
 materialized partitions and the run's log lines.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -51,9 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--request", help="a JSON file with the run config, tags and run key of a sensor's request")
     what.add_argument("--partition", help="a partition key, run at the object's current version")
     parser.add_argument("--s3-max-attempts", type=int, help="S3Resource.max_attempts (0: no botocore retry)")
+    parser.add_argument(
+        "--file-size-limit", type=int, help="RLIMIT_FSIZE in bytes: no file the worker writes grows past it (disk full)"
+    )
     parser.add_argument("--ready")
     parser.add_argument("--go")
     args = parser.parse_args(argv)
+    if args.file_size_limit is not None:
+        # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG, as a full disk fails with ENOSPC.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.file_size_limit, resource.RLIM_INFINITY))
 
     resources = {
         "ingestion": IngestionResource(

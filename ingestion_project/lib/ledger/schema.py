@@ -80,6 +80,10 @@ processed_files = sa.Table(
     # 0006: objects are indexed by lib/keys.key_hash, never by object_key (the key's readable text, any length).
     sa.Column("key_hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("key_hash", "etag", name="uq_processed_files_key_hash"),
+    # 0007: after a run died holding this version with others, at most this many versions in its next run
+    # (NULL: the source's batch size); deaths in a shared run, which do not count toward max_attempts.
+    sa.Column("batch_limit", sa.Integer),
+    sa.Column("shared_losses", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
     sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
     sa.Index("ix_processed_files_source_status", "source", "status"),

@@ -496,8 +496,9 @@ class Ledger:
                 return None
             return conn.execute(sa.select(t.tries).where(t.id == row_id)).scalar()
 
-    def hand_back(self, row_id: int, token: str, not_before: datetime) -> bool:
-        """Give a version back to the ledger until ``not_before`` (a long backoff must not hold a run slot)."""
+    def hand_back(self, row_id: int, token: str, not_before: datetime, *, alone: bool = False) -> bool:
+        """Give a version back to the ledger until ``not_before`` (a long backoff must not hold a run slot);
+        ``alone``: its next run carries it and nothing else."""
         with self.engine.begin() as conn:
             return self._fenced(
                 conn,
@@ -508,6 +509,7 @@ class Ledger:
                 lease_expires_at=None,
                 requested_at=None,
                 not_before=not_before,
+                **({"batch_limit": 1} if alone else {}),
             )
 
     # Releases: runs that died, requests no run picked up, removed sources
@@ -532,10 +534,21 @@ class Ledger:
         )
         return self._rows(query)
 
-    def release(self, row: dict, reason: str, *, quarantine: Failure | None = None, skip: bool = False) -> bool:
+    def release(
+        self,
+        row: dict,
+        reason: str,
+        *,
+        quarantine: Failure | None = None,
+        skip: bool = False,
+        batch_limit: int | None = None,
+    ) -> bool:
         """A version whose run died or never started: back to DISCOVERED (re-requested under a new run key) with
         one loss more; or QUARANTINED with a dead letter saying why; or SKIPPED (``skip``). Only if the row is
-        still as ``row`` shows it, so a run that meanwhile recorded an outcome keeps it."""
+        still as ``row`` shows it, so a run that meanwhile recorded an outcome keeps it.
+
+        ``batch_limit``: the run died holding it with others; the loss is a shared one (not toward max_attempts)
+        and its next run carries at most that many versions."""
         now = _now()
         unchanged = (
             (t.id == row["id"])
@@ -543,7 +556,11 @@ class Ledger:
             & (t.lease_token.is_(None) if row["lease_token"] is None else t.lease_token == row["lease_token"])
             & (t.request_count == row["request_count"])
         )
-        common = {"lease_token": None, "lease_expires_at": None, "lost_count": t.lost_count + 1}
+        common: dict[str, Any] = {"lease_token": None, "lease_expires_at": None}
+        if batch_limit is None:
+            common["lost_count"] = t.lost_count + 1
+        else:
+            common |= {"shared_losses": t.shared_losses + 1, "batch_limit": batch_limit}
         if skip:
             values = {
                 **common,
@@ -775,6 +792,13 @@ class Ledger:
                 else _parse_time(at)
                 for source, at in conn.execute(query)
             }
+
+    def retrying(self, error_class: str) -> list[dict]:
+        """Versions still in flight whose last try failed with ``error_class`` (e.g. waiting out a backoff)."""
+        query = sa.select(processed_files).where(
+            t.status.in_([Status.DISCOVERED, Status.PROCESSING]), t.error_class == error_class, t.tries > 0
+        )
+        return self._rows(query.order_by(t.id).limit(1000))
 
     def oldest_in_flight(self) -> dict | None:
         """The version waiting longest for a fate (DISCOVERED or PROCESSING), by discovery time; None if none."""
