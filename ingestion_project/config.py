@@ -200,6 +200,41 @@ class ListingConfig(_Strict):
         return float(self.full_every)
 
 
+class PartitionRetention(_Strict):
+    """How long a document keeps its partition of `raw_documents` once every version of it has landed.
+
+    Dagster's partition queries, the UI and declarative automation slow down with the number of partitions (its
+    guidance is at most 100,000 per asset). A document whose versions are all landed (SUCCESS, SKIPPED or
+    SUPERSEDED) and whose last one finished more than ``retain`` ago loses its partition; a document in flight,
+    FAILED or QUARANTINED never does. ``max``: past that many partitions the oldest landed documents go first,
+    whatever their age. The ledger, bronze and the marts keep every version; a key that returns gets its partition
+    back when its new version is discovered.
+    """
+
+    retain: Duration = "30d"
+    max: int = Field(default=100_000, ge=1)
+
+    @field_validator("retain")
+    @classmethod
+    def _retain_is_a_duration(cls, value: int | float | str) -> float:
+        return parse_duration(value)
+
+    @property
+    def retain_seconds(self) -> float:
+        return float(self.retain)
+
+
+class SourcePartitionRetention(_Strict):
+    """A source's own retention period (``partitions: {retain: 7d}``); the count limit stays global."""
+
+    retain: Duration
+
+    @field_validator("retain")
+    @classmethod
+    def _retain_is_a_duration(cls, value: int | float | str) -> float:
+        return parse_duration(value)
+
+
 class RangeConfig(_Strict):
     min: float | None = None
     max: float | None = None
@@ -277,6 +312,8 @@ class _SourceBase(_Strict):
     expect_new_documents_within: Duration | None = None
     quality: QualityConfig = QualityConfig()
     schema_: SchemaConfig = Field(default=SchemaConfig(), alias="schema")
+    # This source's partition retention period, when it differs from the global one (Settings.partitions).
+    partitions: SourcePartitionRetention | None = None
 
     @field_validator("expect_new_documents_within")
     @classmethod
@@ -540,6 +577,7 @@ class Settings(_Strict):
     run_memory_limit: Size | None = "4GiB"
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
     databases: tuple[PostgresSourceConfig, ...] = ()
+    partitions: PartitionRetention = PartitionRetention()
 
     @model_validator(mode="after")
     def _sources_fit_bronze(self) -> Settings:
@@ -568,6 +606,11 @@ class Settings(_Strict):
             if source.name == name:
                 return source
         raise UnknownSourceError(f"no source named {name!r} in the sources file (was it removed?)")
+
+    def retain_seconds(self, source_name: str) -> float:
+        """How long a landed document of ``source_name`` keeps its partition (its own period, or the global one)."""
+        source = self.source(source_name)
+        return float(source.partitions.retain) if source.partitions else self.partitions.retain_seconds
 
     def has_source(self, name: str) -> bool:
         return any(source.name == name for source in self.sources)

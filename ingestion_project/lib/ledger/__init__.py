@@ -25,10 +25,12 @@ from ingestion_project.lib.ledger.schema import (
 )
 from ingestion_project.lib.ledger.store import (
     END_FIGURES,
+    LANDED,
     SOURCE_REMOVED,
     Failure,
     Lease,
     Ledger,
+    RetirablePartition,
     Watermark,
     closed_key,
     is_balanced,
@@ -36,6 +38,8 @@ from ingestion_project.lib.ledger.store import (
 
 __all__ = [
     "END_FIGURES",
+    "LANDED",
+    "RetirablePartition",
     "IN_FLIGHT",
     "SOURCE_REMOVED",
     "TERMINAL",

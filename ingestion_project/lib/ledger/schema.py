@@ -84,6 +84,9 @@ processed_files = sa.Table(
     # (NULL: the source's batch size); deaths in a shared run, which do not count toward max_attempts.
     sa.Column("batch_limit", sa.Integer),
     sa.Column("shared_losses", sa.Integer, nullable=False, server_default="0"),
+    # 0008: when this version's partition of raw_documents was retired from Dagster (NULL: live, or never had one).
+    sa.Column("partition_retired_at", UtcDateTime()),
+    sa.Index("ix_processed_files_live_partitions", "source", "partition_retired_at", "processed_at"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
     sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
     sa.Index("ix_processed_files_source_status", "source", "status"),

@@ -48,6 +48,13 @@ def _parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _as_utc(value: datetime | str | None) -> datetime | None:
+    # An aggregate of a DateTime column comes back as text on SQLite and naive there; aware on PostgreSQL.
+    if value is None or isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    return _parse_time(value) if isinstance(value, str) else value.replace(tzinfo=UTC)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -82,6 +89,20 @@ def closed_key(key: str, state: str) -> str:
     for closed in ("resolved/", "quarantined/", "superseded/"):
         head = head.removesuffix(closed)
     return f"{head}{state}/{sep}{tail}"
+
+
+# The versions that are done and need nothing more: a document whose versions are all landed may lose its
+# partition (partition retention); FAILED and QUARANTINED ones wait for a person.
+LANDED = (Status.SUCCESS, Status.SKIPPED, Status.SUPERSEDED)
+
+
+@dataclass(frozen=True)
+class RetirablePartition:
+    """A document whose partition of raw_documents retention may retire: its key hash and partition key."""
+
+    key_hash: str
+    partition_key: str
+    last_processed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -736,6 +757,67 @@ class Ledger:
                 return None
             return self._close_letters(conn, dict(row._mapping), "quarantined")
 
+    # Partition retention
+
+    def live_partition_count(self, sources: Sequence[str]) -> int:
+        """Documents of ``sources`` whose partition of raw_documents is not retired (what Dagster holds, by the
+        ledger)."""
+        query = sa.select(sa.func.count(sa.distinct(t.key_hash))).where(
+            t.partition_retired_at.is_(None), t.source.in_(list(sources))
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar() or 0
+
+    def retirable_partitions(self, source: str, before: datetime | None, limit: int) -> list[RetirablePartition]:
+        """Documents of ``source`` whose partition may be retired, oldest landing first: every live version landed
+        (SUCCESS, SKIPPED, SUPERSEDED) and the last one before ``before`` (None: any time — the count limit).
+
+        Reads only versions whose partition is live (an index), so its cost follows the live partitions, not the
+        history: retired versions were all landed when they were retired.
+        """
+        landed = sa.func.sum(sa.case((t.status.in_(list(LANDED)), 0), else_=1))
+        last = sa.func.max(t.processed_at)
+        query = (
+            sa.select(t.key_hash, sa.func.min(t.partition_key).label("partition_key"), last.label("last"))
+            .where(t.source == source, t.partition_retired_at.is_(None))
+            .group_by(t.key_hash)
+            .having(landed == 0)
+            .order_by(last, t.key_hash)
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.having(last < before)
+        with self.engine.connect() as conn:
+            return [
+                RetirablePartition(row.key_hash, row.partition_key, _as_utc(row.last)) for row in conn.execute(query)
+            ]
+
+    def retire_partitions(self, partitions: Sequence[RetirablePartition]) -> list[RetirablePartition]:
+        """Mark the partitions of ``partitions`` retired, each only if every one of its versions is still landed
+        (a version discovered meanwhile keeps it); the ones marked, whose Dagster partitions may go."""
+        now = _now()
+        marked = []
+        with self.engine.begin() as conn:
+            for partition in partitions:
+                unlanded = sa.select(t.id).where(t.key_hash == partition.key_hash, t.status.not_in(list(LANDED)))
+                if conn.execute(unlanded.limit(1)).first() is not None:
+                    continue
+                conn.execute(
+                    processed_files.update()
+                    .where(t.key_hash == partition.key_hash, t.partition_retired_at.is_(None))
+                    .values(partition_retired_at=now)
+                )
+                marked.append(partition)
+        return marked
+
+    def partitions_in_use(self, key_hashes: Sequence[str]) -> set[str]:
+        """Of ``key_hashes``, those with a version not landed (discovered since, in flight, failed, quarantined)."""
+        if not key_hashes:
+            return set()
+        query = sa.select(t.key_hash).where(t.key_hash.in_(list(key_hashes)), t.status.not_in(list(LANDED)))
+        with self.engine.connect() as conn:
+            return set(conn.execute(query.distinct()).scalars())
+
     # Reads
 
     def get(self, version: DocumentVersion) -> dict | None:
@@ -748,12 +830,7 @@ class Ledger:
         upload completes), then discovery; in a local folder (bucket "") by discovery only: an mtime is whatever
         the writer set (`cp -p`, `touch`, a skewed clock), while the ledger discovers a path's versions in turn."""
         order = (t.id.desc(),) if bucket == "" else (t.modified_at.desc().nulls_last(), t.id.desc())
-        query = (
-            sa.select(processed_files)
-            .where(t.key_hash == key_hash(source, bucket, key))
-            .order_by(*order)
-            .limit(1)
-        )
+        query = sa.select(processed_files).where(t.key_hash == key_hash(source, bucket, key)).order_by(*order).limit(1)
         rows = self._rows(query)
         return rows[0] if rows else None
 
