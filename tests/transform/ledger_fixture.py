@@ -51,6 +51,14 @@ PROCESSED_FILES_COLUMNS = {
     "request_key": "varchar",
     "request_count": "integer",
     "error_traceback": "varchar",
+    # 0006: objects are indexed by a hash of source, bucket and key.
+    "key_hash": "varchar",
+    # 0007: the batch limit and the shared deaths after a run died holding the version with others.
+    "batch_limit": "integer",
+    "shared_losses": "integer",
+    # 0008: when its partition of raw_documents was retired; 0009: when the row last changed.
+    "partition_retired_at": "timestamptz",
+    "updated_at": "timestamptz",
     "snapshot_at": "timestamptz",
 }
 DEAD_LETTERS_COLUMNS = {
@@ -76,10 +84,19 @@ DEAD_LETTERS_COLUMNS = {
     "error_traceback": "varchar",
     "attempts": "integer",
     "job_name": "varchar",
+    "key_hash": "varchar",  # 0006
     "is_resolved": "boolean",
     "snapshot_at": "timestamptz",
 }
 SNAPSHOT_AT = datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
+# One row per snapshot: when it ran (the ledger sources' freshness), how, and what it copied.
+SNAPSHOT_LOG_COLUMNS = {
+    "snapshot_at": "timestamptz",
+    "mode": "varchar",
+    "versions": "bigint",
+    "schema_versions": "bigint",
+    "dead_letters": "bigint",
+}
 # Longer than the 255 characters content_type held before 0002.
 LONG_CONTENT_TYPE = "text/csv; charset=utf-8; " + "; ".join(f"x-param-{i}=value-{i}" for i in range(20))
 
@@ -98,6 +115,7 @@ SCHEMA_VERSIONS_COLUMNS = {
     "columns_removed": "varchar",
     "columns_retyped": "varchar",
     "contract_json": "varchar",
+    "key_hash": "varchar",  # 0006
     "snapshot_at": "timestamp with time zone",
 }
 
@@ -351,6 +369,16 @@ def dead_letters(versions: list[dict]) -> list[dict]:
     ]
 
 
+def _snapshot_log(versions: list[dict], letters: list[dict], schemas) -> dict:
+    return {
+        "snapshot_at": SNAPSHOT_AT,
+        "mode": "full",
+        "versions": len(versions),
+        "schema_versions": len(list(schemas)),
+        "dead_letters": len(letters),
+    }
+
+
 def write_ledger(path: Path, versions: list[dict], letters: list[dict], schemas: list[dict] = ()) -> None:
     """Create the `ledger` tables in the DuckDB file at `path` with these rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +388,7 @@ def write_ledger(path: Path, versions: list[dict], letters: list[dict], schemas:
             ("processed_files", PROCESSED_FILES_COLUMNS, versions),
             ("dead_letters", DEAD_LETTERS_COLUMNS, letters),
             ("schema_versions", SCHEMA_VERSIONS_COLUMNS, list(schemas)),
+            ("snapshot_log", SNAPSHOT_LOG_COLUMNS, [_snapshot_log(versions, letters, schemas)]),
         ):
             definition = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
             connection.execute(f"create or replace table ledger.{table} ({definition})")
@@ -368,5 +397,5 @@ def write_ledger(path: Path, versions: list[dict], letters: list[dict], schemas:
                 continue
             connection.executemany(
                 f"insert into ledger.{table} values ({placeholders})",
-                [[row[name] for name in columns] for row in rows],
+                [[row.get(name) for name in columns] for row in rows],
             )

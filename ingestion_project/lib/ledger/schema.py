@@ -1,6 +1,6 @@
 """Tables of the processed-files ledger. Alembic migrations (``migrations/``) create and evolve them."""
 
-from datetime import UTC
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -21,6 +21,10 @@ class UtcDateTime(sa.TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 metadata = sa.MetaData()
@@ -87,6 +91,10 @@ processed_files = sa.Table(
     # 0008: when this version's partition of raw_documents was retired from Dagster (NULL: live, or never had one).
     sa.Column("partition_retired_at", UtcDateTime()),
     sa.Index("ix_processed_files_live_partitions", "source", "partition_retired_at", "processed_at"),
+    # 0009: when the row last changed, set on every insert and update, so the warehouse snapshot copies only what
+    # changed since the last one.
+    sa.Column("updated_at", UtcDateTime(), default=_now, onupdate=_now),
+    sa.Index("ix_processed_files_updated", "updated_at"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
     sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
     sa.Index("ix_processed_files_source_status", "source", "status"),

@@ -888,6 +888,30 @@ class Ledger:
         rows = self._rows(query)
         return rows[0] if rows else None
 
+    def versions_changed_since(self, since: datetime) -> list[dict]:
+        """Versions inserted or updated at or after ``since`` (``updated_at``), for an incremental snapshot."""
+        return self._rows(sa.select(processed_files).where(t.updated_at >= since).order_by(t.id))
+
+    def schema_versions_after(self, after_id: int) -> list[dict]:
+        """Schema history rows recorded after row ``after_id`` (rows are only ever inserted)."""
+        s = schema_versions.c
+        return self._rows(sa.select(schema_versions).where(s.id > after_id).order_by(s.id))
+
+    def duplicate_versions(self) -> int:
+        """Versions recorded more than once (by key hash and ETag): 0 unless the ledger lost its uniqueness."""
+        counted = sa.select(t.key_hash, t.etag).group_by(t.key_hash, t.etag).having(sa.func.count() > 1).subquery()
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(counted)).scalar() or 0
+
+    def failed_without_open_letter(self, limit: int = 50) -> tuple[int, list[str]]:
+        """FAILED versions with no open dead letter: how many, and the partition keys of the first ``limit``."""
+        letter = sa.select(d.dlq_key).where(d.key_hash == t.key_hash, d.etag == t.etag, d.state == OPEN).exists()
+        missing = sa.and_(t.status == Status.FAILED, ~letter)
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).where(missing)).scalar() or 0
+            keys = conn.execute(sa.select(t.partition_key).where(missing).order_by(t.id).limit(limit)).scalars()
+            return count, list(keys)
+
     def versions(self, source: str | None = None) -> list[dict]:
         query = sa.select(processed_files).order_by(t.id)
         return self._rows(query.where(t.source == source) if source else query)
