@@ -157,7 +157,7 @@ def discover(
                     break
                 matching = [o for o in page if source.matches(o.key)]
                 listed += len(matching)
-                _record(source, store, ledger, matching, seen, found, dead_letter_prefix(source.name))
+                _record(source, store, ledger, matching, seen, found, dead_letter_prefix)
                 last = page[-1].key
         except DocumentError as e:
             found.errors[source.name] = str(e)
@@ -183,7 +183,7 @@ def _record(
     page: list[ObjectInfo],
     seen: set[tuple[str, str]],
     found: Discovery,
-    dead_letter_prefix: str,
+    dead_letter_prefix: Callable[[str], str],
 ) -> None:
     known = ledger.known_versions(source.name, store.bucket, [o.key for o in page])
     fresh = []
@@ -207,14 +207,16 @@ def _record(
     found.new.extend(recorded.inserted)
 
 
-def _refused(source: S3SourceConfig | LocalSourceConfig, version: DocumentVersion, reason: str, prefix: str) -> Failure:
+def _refused(
+    source: S3SourceConfig | LocalSourceConfig, version: DocumentVersion, reason: str, prefix: Callable[[str], str]
+) -> Failure:
     ref = version.ref
     return Failure(
         error_class="validation",
         error_type=REFUSED,
         message=refusal_message(ref, reason),
         traceback=None,
-        dlq_key=record_key(prefix, datetime.now(UTC), ref.source, ref.bucket, ref.key, version.etag),
+        dlq_key=record_key(prefix(source.name), datetime.now(UTC), ref.source, ref.bucket, ref.key, version.etag),
         max_retries=0,  # the same key is refused again: a replay could only fail; renaming the object is the fix
         job_name="document_discovery_sensor",
     )

@@ -22,7 +22,7 @@ from devtools.ticks import skip_message, tick_sensor
 from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.core.resources import IngestionResource, LedgerResource, S3Resource
 from ingestion_project.ingestion.assets import raw_documents
-from ingestion_project.ingestion.discovery import MAX_PARTITION_KEY_BYTES
+from ingestion_project.ingestion.discovery import MAX_PARTITION_KEY_BYTES, refusal
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Status, is_balanced
@@ -254,3 +254,39 @@ def test_two_ticks_at_once_on_postgresql_record_and_request_each_new_file_once(
     rows = ledger_resource.ledger().versions()
     assert len(rows) == 3000 and {r["status"] for r in rows} == {Status.DISCOVERED}
     assert all(r["request_key"] for r in rows)
+
+
+def test_refusal_holds_keys_to_s3s_limit_and_partition_keys_to_what_dagster_can_index():
+    def ref(key: str) -> DocumentRef:
+        return DocumentRef("s", "b", key)
+
+    assert refusal(ref("é" * 512)) is None  # 1,024 bytes: S3's maximum
+    assert "1,025 bytes, longer than the 1,024 bytes S3 allows" in refusal(ref("é" * 512 + "x"))
+    assert refusal(ref(os.fsdecode(b"\xff" * 1024))) is not None  # escaped, 3,072 bytes of partition key
+    fits, over = "a" * 514 + "%" * 510, "a" * 513 + "%" * 511  # 1,024 bytes each; "%" is escaped as "%25"
+    assert len(ref(fits).partition_key.encode()) == MAX_PARTITION_KEY_BYTES == 2048
+    assert refusal(ref(fits)) is None
+    assert "partition key would be 2,050 bytes, longer than the 2,048 bytes" in refusal(ref(over))
+
+
+def test_an_s3_key_whose_partition_key_is_too_long_is_dead_lettered_in_the_bucket_and_the_rest_discovered(
+    s3_client, fresh_bucket, write_sources, resources_for
+):
+    # A legal S3 key of 810 bytes (in folders: the local server limits a name to 255); its partition key is 2,400.
+    hostile = "in/" + "/".join(["%" * 200] * 4) + ".csv"
+    for key in (hostile, "in/ok.csv"):
+        s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=ORDERS.encode())
+    source = {"name": "drop", "type": "s3", "bucket": fresh_bucket, "prefix": "in/"}
+    resources = resources_for(write_sources([source], bronze_bucket=fresh_bucket))
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick_sensor(document_discovery_sensor, instance, resources)
+        second = tick_sensor(document_discovery_sensor, instance, resources, first.cursor)
+    assert added(first) == [DocumentRef("drop", fresh_bucket, "in/ok.csv").partition_key]
+    assert [v["key"] for v in pinned(first)] == ["in/ok.csv"]
+    [letter] = resources["ledger"].ledger().open_dead_letters()
+    assert (letter["object_key"], letter["error_type"]) == (hostile, "KeyRefused")
+    record = json.loads(s3_client.get_object(Bucket=fresh_bucket, Key=letter["dlq_key"])["Body"].read())
+    assert letter["dlq_key"].startswith("dlq/ingestion/")
+    assert (record["object"]["key"], record["error"]["class"]) == (hostile, "validation")
+    assert "The key, escaped: in/%25%25" in record["error"]["message"]
+    assert "0 new or changed, 2 already known" in skip_message(second)
