@@ -11,6 +11,7 @@ is superseded, the second waits for a run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +52,7 @@ PROCESSED_FILES_COLUMNS = {
     "request_key": "varchar",
     "request_count": "integer",
     "error_traceback": "varchar",
+    "key_hash": "varchar",  # 0006: what the ledger indexes an object by
     "snapshot_at": "timestamptz",
 }
 DEAD_LETTERS_COLUMNS = {
@@ -76,6 +78,7 @@ DEAD_LETTERS_COLUMNS = {
     "error_traceback": "varchar",
     "attempts": "integer",
     "job_name": "varchar",
+    "key_hash": "varchar",
     "is_resolved": "boolean",
     "snapshot_at": "timestamptz",
 }
@@ -98,6 +101,7 @@ SCHEMA_VERSIONS_COLUMNS = {
     "columns_removed": "varchar",
     "columns_retyped": "varchar",
     "contract_json": "varchar",
+    "key_hash": "varchar",
     "snapshot_at": "timestamp with time zone",
 }
 
@@ -125,6 +129,7 @@ def schema_versions() -> list[dict]:
             "columns_removed": "[]",
             "columns_retyped": json.dumps(list(retyped)),
             "contract_json": None if contract is None else json.dumps(contract),
+            "key_hash": _key_hash("orders", "landing", key),
             "snapshot_at": _at("2026-02-05T00:00:00+00:00"),
         }
 
@@ -175,6 +180,10 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _key_hash(source: str, bucket: str, key: str) -> str:
+    return hashlib.sha256(f"{source}\0{bucket}\0{key}".encode()).hexdigest()
+
+
 def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status: str, discovered: str, **facts: Any):
     """One processed_files row; `facts` sets the other columns."""
     row = dict.fromkeys(PROCESSED_FILES_COLUMNS)
@@ -185,6 +194,7 @@ def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status:
         object_key=key,
         etag=etag,
         partition_key=f"{source}:{bucket}/{key}",
+        key_hash=_key_hash(source, bucket, key),
         size_bytes=1000 + row_id,
         modified_at=_at(discovered),
         status=status,
@@ -214,7 +224,7 @@ def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status:
 def _dead_letter(dlq_key: str, version: dict, failed: str, state: str = "open", **facts: Any) -> dict:
     """One dead_letters row for a processed_files row; closed (resolved, quarantined) a minute after failing."""
     row = dict.fromkeys(DEAD_LETTERS_COLUMNS)
-    row.update({name: version[name] for name in ("source", "bucket", "object_key", "etag", "size_bytes")})
+    row.update({name: version[name] for name in ("source", "bucket", "object_key", "key_hash", "etag", "size_bytes")})
     row.update(
         dlq_key=dlq_key,
         partition_key=version["partition_key"],
