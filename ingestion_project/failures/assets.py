@@ -98,7 +98,8 @@ def ledger_is_conserved(ledger: LedgerResource) -> dg.AssetCheckResult:
     figures = book.conservation()
     unbalanced = {source: f for source, f in figures.items() if not is_balanced(f)}
     versions = book.versions()
-    duplicates = len(versions) - len({(r["source"], r["bucket"], r["object_key"], r["etag"]) for r in versions})
+    # One object is one key_hash (object_key is only its readable text, which two exotic names can share).
+    duplicates = len(versions) - len({(r["key_hash"], r["etag"]) for r in versions})
     return dg.AssetCheckResult(
         passed=not unbalanced and duplicates == 0,
         metadata={"by_source": dg.MetadataValue.json(figures), "duplicate_versions": duplicates},
@@ -110,13 +111,11 @@ def ledger_is_conserved(ledger: LedgerResource) -> dg.AssetCheckResult:
 )
 def failed_documents_are_dead_lettered(ledger: LedgerResource) -> dg.AssetCheckResult:
     book = ledger.ledger()
-    open_letters = {
-        (r["source"], r["bucket"], r["object_key"], r["etag"]) for r in book.dead_letter_rows() if r["state"] == "open"
-    }
+    open_letters = {(r["key_hash"], r["etag"]) for r in book.dead_letter_rows() if r["state"] == "open"}
     missing = [
         r["partition_key"]
         for r in book.versions()
-        if r["status"] == Status.FAILED and (r["source"], r["bucket"], r["object_key"], r["etag"]) not in open_letters
+        if r["status"] == Status.FAILED and (r["key_hash"], r["etag"]) not in open_letters
     ]
     return dg.AssetCheckResult(
         passed=not missing,

@@ -21,12 +21,14 @@ import pytest
 from devtools.ticks import skip_message, tick_sensor
 from ingestion_project.core.partitions import documents_partitions
 from ingestion_project.core.resources import IngestionResource, LedgerResource, S3Resource
+from ingestion_project.failures.assets import failed_documents_are_dead_lettered, ingestion_ledger, ledger_is_conserved
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.discovery import MAX_PARTITION_KEY_BYTES, refusal
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Status, is_balanced
 from ingestion_project.lib.versions import DocumentVersion
+from tests.transform.conftest import build_warehouse
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 ORDERS = "order_id,amount\nORD-1,10.50\nORD-2,3.25\n"
@@ -80,7 +82,7 @@ def pinned(result) -> list[dict]:
 
 
 def test_hostile_names_stop_no_tick_each_lands_or_is_refused_once_and_every_other_source_goes_on(
-    tmp_path, inbox, write_sources, backend
+    tmp_path, inbox, write_sources, backend, monkeypatch
 ):
     ledger_resource, instance = backend
     drop = tmp_path / "drop"
@@ -150,7 +152,22 @@ def test_hostile_names_stop_no_tick_each_lands_or_is_refused_once_and_every_othe
     data = pq.read_table(manifest["bronze_path"])
     assert data.column("order_id").to_pylist() == ["ORD-1", "ORD-2"]
     assert set(data.column("_object_key").to_pylist()) == {"caf\\xe9-\\xff.csv"}
-    assert all(is_balanced(figures) for figures in book.conservation().values())
+    # The ledger's own checks: every version in one state, each once, every FAILED one dead-lettered.
+    assert ledger_is_conserved(ledger=ledger_resource).passed
+    assert failed_documents_are_dead_lettered(ledger=ledger_resource).passed
+
+    # The warehouse builds, with every landed document in the marts and the refusals among the failures.
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(warehouse))
+    assert dg.materialize([ingestion_ledger], resources={"ledger": ledger_resource}).success
+    build = build_warehouse([str(tmp_path / "bronze")], warehouse, monkeypatch)
+    assert build.result.success
+    marts = build.query("select source, object_key from fct_document_versions where is_latest_version")
+    assert sorted(marts) == sorted(
+        [("drop", "b.csv"), ("inbox", ".tmp-report.csv"), ("inbox", "caf\\xe9-\\xff.csv"), ("inbox", "good.csv")]
+    )
+    failures = build.query("select error_type, sum(failure_count) from fct_ingestion_failures group by 1")
+    assert failures == [("KeyRefused", 2)]
 
 
 def refused_status(refused: dict[str, dict]) -> dict[str, str]:
