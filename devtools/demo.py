@@ -28,7 +28,7 @@ from devtools.local_postgres import LocalPostgres
 from devtools.local_s3 import LocalS3Server
 from devtools.seed import DEFAULT_SAMPLES_DIR, seed
 from devtools.shop_database import change_payments, create_payments, payment_count
-from devtools.ticks import tick_sensor
+from devtools.ticks import skip_message, tick_sensor
 from ingestion_project.lib.ledger import END_FIGURES, Ledger, is_balanced
 from ingestion_project.transform.automation import WAREHOUSE_SELECTION
 
@@ -61,8 +61,8 @@ def run_pass(defs: dg.Definitions, instance: dg.DagsterInstance, dbt_log: TextIO
     it requests, in this process."""
     report = PassReport()
     found = tick_sensor(defs.resolve_sensor_def("document_discovery_sensor"), instance, defs.resources)
-    if isinstance(found, dg.SkipReason):
-        report.skip_reason = found.skip_message
+    if (skipped := skip_message(found)) is not None:
+        report.skip_reason = skipped
     else:
         _ingest(defs, instance, found, report)
     if os.environ.get("SHOP_DATABASE_URL"):

@@ -29,3 +29,12 @@ def tick_sensor(
                 for key in request.partition_keys:
                     instance.delete_dynamic_partition(request.partitions_def_name, key)
     return result
+
+
+def skip_message(result: dg.SensorResult | dg.SkipReason | None) -> str | None:
+    """Why a tick requested nothing (a SkipReason, or a SensorResult with one and its cursor); None if it did."""
+    if isinstance(result, dg.SkipReason):
+        return result.skip_message or ""
+    if isinstance(result, dg.SensorResult) and result.skip_reason is not None and not result.run_requests:
+        return result.skip_reason.skip_message or ""
+    return None

@@ -26,10 +26,10 @@ from ingestion_project.ingestion.discovery import Discovery, ListingState, disco
 from ingestion_project.ingestion.jobs import ingest_documents_job
 
 
-def build_result(
-    found: Discovery, batches: list[Batch], reconciled: Reconciliation | None = None
-) -> dg.SensorResult | dg.SkipReason:
-    """Turn one pass into partition additions + one run request per batch, or a reason to skip."""
+def build_result(found: Discovery, batches: list[Batch], reconciled: Reconciliation | None = None) -> dg.SensorResult:
+    """Turn one pass into partition additions + one run request per batch, or a reason to skip; always with the
+    cursor, so a listing that spans ticks goes on where it stopped even on a tick that requests nothing (a bare
+    SkipReason would keep the previous cursor)."""
     documents = sum(len(batch.rows) for batch in batches)
     cursor = json.dumps(
         {
@@ -53,7 +53,7 @@ def build_result(
             return dg.SensorResult(
                 dynamic_partitions_requests=[documents_partitions.build_add_request(keys)], cursor=cursor
             )
-        return dg.SkipReason(f"No documents to request: {found.summary()}{notes}")
+        return dg.SensorResult(skip_reason=f"No documents to request: {found.summary()}{notes}", cursor=cursor)
     return dg.SensorResult(
         run_requests=[batch.run_request() for batch in batches],
         dynamic_partitions_requests=[documents_partitions.build_add_request(keys)] if keys else [],
@@ -79,15 +79,25 @@ def listing_states(cursor: str | None) -> dict[str, ListingState]:
 )
 def document_discovery_sensor(
     context: dg.SensorEvaluationContext, ingestion: IngestionResource, ledger: LedgerResource
-) -> dg.SensorResult | dg.SkipReason:
+) -> dg.SensorResult:
     settings, book = ingestion.settings(), ledger.ledger()
     reconciled = reconcile_ledger(context.instance, settings, book, ingestion.dead_letter_store)
-    found = discover(settings, ingestion.source_store, book, listing_states(context.cursor))
+    found = discover(
+        settings,
+        ingestion.source_store,
+        book,
+        listing_states(context.cursor),
+        dead_letter_prefix=lambda name: ingestion.dead_letter_store(name)[1],
+    )
     # After discovery: the dead letters of versions it superseded move to superseded/ in the same tick.
     write_dead_letters(book, ingestion.dead_letter_store, reconciled)
     log_reconciliation(context.log, reconciled)
     for name, reason in found.errors.items():
         context.log.error(f"Listing source '{name}' failed: {reason}")
+    for version in found.refused:
+        context.log.error(
+            f"Refused {version.ref.uri[:300]} (dead-lettered as KeyRefused): its key cannot be a partition"
+        )
     if found.errors and len(found.errors) == len(found.listed):
         raise RuntimeError(f"Every source failed to list: {found.errors}")
     batches = plan_batches(settings, book)

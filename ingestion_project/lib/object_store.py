@@ -346,8 +346,7 @@ class LocalObjectStore:
         # of the root never sees a scratch file.
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.scratch.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="write-")
+        fd, tmp = tempfile.mkstemp(dir=self._scratch_dir(path), prefix="write-")
         try:
             with os.fdopen(fd, "wb") as f:
                 fill(f)
@@ -358,6 +357,17 @@ class LocalObjectStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return str(path)
+
+    def _scratch_dir(self, path: Path) -> Path:
+        """The scratch folder; beside the target only where the root's parent is not writable (a mount point),
+        which leaves a scratch file in the root only if the process dies mid-write."""
+        try:
+            self.scratch.mkdir(exist_ok=True)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return path.parent
+        return self.scratch
 
     def delete(self, key: str) -> None:
         """Delete one of the platform's own files (a dead-letter record's old copy); never a source document."""

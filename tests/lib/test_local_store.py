@@ -195,3 +195,18 @@ def test_a_failed_atomic_write_leaves_nothing_behind(root):
     with pytest.raises(OSError, match="disk full"):
         store._replace("out/b.json", fail)
     assert os.listdir(store.scratch) == [] and not (root / "out" / "b.json").exists()
+
+
+def test_where_the_roots_parent_is_not_writable_a_write_still_lands(root, monkeypatch):
+    store = LocalObjectStore(root)
+    real_mkdir = type(store.scratch).mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self == store.scratch:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(store.scratch), "mkdir", refuse)
+    store.write_atomic("out/c.json", b"{}", "application/json")
+    assert (root / "out" / "c.json").read_bytes() == b"{}"
+    assert sorted(os.listdir(root / "out")) == ["c.json"]

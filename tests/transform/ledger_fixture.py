@@ -11,6 +11,7 @@ is superseded, the second waits for a run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,6 +144,7 @@ def schema_versions() -> list[dict]:
             "columns_removed": "[]",
             "columns_retyped": json.dumps(list(retyped)),
             "contract_json": None if contract is None else json.dumps(contract),
+            "key_hash": _key_hash("orders", "landing", key),
             "snapshot_at": _at("2026-02-05T00:00:00+00:00"),
         }
 
@@ -193,6 +195,10 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _key_hash(source: str, bucket: str, key: str) -> str:
+    return hashlib.sha256(f"{source}\0{bucket}\0{key}".encode()).hexdigest()
+
+
 def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status: str, discovered: str, **facts: Any):
     """One processed_files row; `facts` sets the other columns."""
     row = dict.fromkeys(PROCESSED_FILES_COLUMNS)
@@ -203,6 +209,7 @@ def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status:
         object_key=key,
         etag=etag,
         partition_key=f"{source}:{bucket}/{key}",
+        key_hash=_key_hash(source, bucket, key),
         size_bytes=1000 + row_id,
         modified_at=_at(discovered),
         status=status,
@@ -232,7 +239,7 @@ def _version(row_id: int, source: str, bucket: str, key: str, etag: str, status:
 def _dead_letter(dlq_key: str, version: dict, failed: str, state: str = "open", **facts: Any) -> dict:
     """One dead_letters row for a processed_files row; closed (resolved, quarantined) a minute after failing."""
     row = dict.fromkeys(DEAD_LETTERS_COLUMNS)
-    row.update({name: version[name] for name in ("source", "bucket", "object_key", "etag", "size_bytes")})
+    row.update({name: version[name] for name in ("source", "bucket", "object_key", "key_hash", "etag", "size_bytes")})
     row.update(
         dlq_key=dlq_key,
         partition_key=version["partition_key"],
