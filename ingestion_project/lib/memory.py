@@ -30,8 +30,9 @@ MIN_DOCUMENT_BYTES = 64 * _MIB
 # The listed size counts this many times over in a document's estimate, up to a cap: parsing streams.
 SIZE_FACTOR = 4
 MAX_ESTIMATE_BYTES = 512 * _MIB
-# A batch is held twice at most (as parsed and as typed for bronze).
+# A batch is held twice at most (as parsed and as typed for bronze), beside the writer's row group.
 BATCH_COPIES = 2
+WORKING_BYTES = 32 * _MIB
 WATCH_SECONDS = 0.05
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _current = threading.local()
@@ -174,6 +175,6 @@ def checkpoint(batch_bytes: int = 0) -> None:
     if reservation is None:
         return
     if batch_bytes and reservation.cancelled is None:
-        _current.budget._grow(reservation, MIN_DOCUMENT_BYTES + BATCH_COPIES * batch_bytes)
+        _current.budget._grow(reservation, WORKING_BYTES + BATCH_COPIES * batch_bytes)
     if reservation.cancelled is not None:
         raise ResourceError(f"ran out of memory: {reservation.cancelled}; retried in a run by itself")

@@ -4,11 +4,14 @@ for any document is reported when the run starts. Every run is a worker process 
 
 import io
 import random
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingestion_project.lib.errors import ResourceError
+from ingestion_project.lib.memory import MIN_DOCUMENT_BYTES, MemoryBudget, checkpoint
 from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import (
     assert_nothing_lost_or_doubled,
@@ -17,6 +20,7 @@ from tests.failures.s3_support import (
     pinned,
     requested,
     run_in_worker,
+    wait_until,
 )
 
 VALUE_BYTES = 1024 * 1024
@@ -140,3 +144,82 @@ def test_a_budget_too_small_for_any_document_is_reported_when_the_run_starts(
     assert log_messages(instance, run.run_id) == [] or all(
         "Documents:" not in m for m in log_messages(instance, run.run_id)
     )
+
+
+# The budget itself, in this process: reservations wait for room, and the watchdog stops the largest.
+
+
+def blocked_on(budget: MemoryBudget, waiting: int) -> bool:
+    return len(budget._lock._waiters) == waiting
+
+
+def test_a_document_waits_for_room_in_the_budget_and_one_larger_than_it_runs_alone():
+    budget = MemoryBudget(3 * MIN_DOCUMENT_BYTES)
+    budget.baseline = 0  # enforced without a watchdog: entered below without `with`
+    order = []
+
+    def document(name: str, size: int, release: threading.Event) -> None:
+        with budget.reserve(name, size):
+            order.append(f"{name} in")
+            release.wait(30)
+        order.append(f"{name} out")
+
+    go = {name: threading.Event() for name in "abcd"}
+    threads = [threading.Thread(target=document, args=(name, 0, go[name])) for name in "abc"]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(order) == 3, 30, "three small documents to start")
+    big = threading.Thread(target=document, args=("big", 10 * MIN_DOCUMENT_BYTES, go["d"]))
+    big.start()
+    wait_until(lambda: blocked_on(budget, 1), 30, "the large document to wait")
+    for name in "ab":
+        go[name].set()
+    wait_until(lambda: order.count("a out") + order.count("b out") == 2, 30, "two to finish")
+    assert "big in" not in order  # its estimate is the whole budget: it waits for the last one too
+    go["c"].set()
+    wait_until(lambda: "big in" in order, 30, "the large document to start alone")
+    late = threading.Thread(target=document, args=("late", 0, go["c"]))
+    late.start()
+    wait_until(lambda: blocked_on(budget, 1), 30, "a small document to wait behind the large one")
+    go["d"].set()
+    for thread in [*threads, big, late]:
+        thread.join(30)
+    assert order.index("late in") > order.index("big out")
+
+
+def test_a_batch_larger_than_the_whole_budget_stops_only_its_own_document():
+    budget = MemoryBudget(2 * MIN_DOCUMENT_BYTES)
+    budget.baseline = 0
+    checkpoint(10 * 2**30)  # outside any reservation: nothing to check
+    with budget.reserve("other", 0):
+        checkpoint(2**20)
+    with budget.reserve("huge", 0), pytest.raises(ResourceError, match="more than the run's whole memory budget"):
+        checkpoint(MIN_DOCUMENT_BYTES)  # held twice, beside the writer's working memory
+
+
+def test_past_the_budget_the_watchdog_stops_the_document_with_the_largest_share():
+    with MemoryBudget(3 * MIN_DOCUMENT_BYTES, watch_seconds=0.01) as budget:
+        small_ready, big_done = threading.Event(), threading.Event()
+        errors = {}
+
+        def small() -> None:
+            with budget.reserve("small", 0):
+                small_ready.set()
+                big_done.wait(30)
+                checkpoint(1024)  # not the one over the budget: goes on
+            errors["small"] = None
+
+        thread = threading.Thread(target=small)
+        thread.start()
+        small_ready.wait(30)
+        with budget.reserve("big", 0) as reservation:
+            checkpoint(2**20)
+            reservation.amount = 2 * MIN_DOCUMENT_BYTES  # grown by its earlier batches (the largest share)
+            ballast = b"\1" * (4 * MIN_DOCUMENT_BYTES)  # really resident: past the budget
+            wait_until(lambda: reservation.cancelled, 30, "the watchdog to stop the big document")
+            with pytest.raises(ResourceError, match="past its memory budget"):
+                checkpoint(1024)
+            del ballast
+        big_done.set()
+        thread.join(30)
+    assert errors == {"small": None} and budget.cancellations == 1
