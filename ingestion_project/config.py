@@ -572,8 +572,8 @@ class Settings(_Strict):
     documents_in_flight: int = Field(default=4, ge=1, le=32)
     # A retry delay above this ends the run for that version: it goes back to the ledger with a not-before time.
     max_in_run_backoff_seconds: float = Field(default=10, ge=0, le=3600)
-    # Memory a run's documents may allocate, beyond what the run process holds when they start; past it an
-    # allocation fails one document as a validation error instead of the kernel killing the run. null: no budget.
+    # Resident memory a run's documents may use, beyond what the run process holds when they start (lib/memory.py);
+    # past it one document fails as a resource failure, retried alone, instead of the kernel killing the run.
     run_memory_limit: Size | None = "4GiB"
     sources: tuple[SourceConfig, ...] = Field(min_length=1)
     databases: tuple[PostgresSourceConfig, ...] = ()

@@ -29,7 +29,7 @@ from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostErr
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
-from ingestion_project.lib.memory import memory_budget
+from ingestion_project.lib.memory import MemoryBudget, check_budget
 from ingestion_project.lib.schemas import SchemaChange
 from ingestion_project.lib.versions import DocumentVersion
 
@@ -122,6 +122,7 @@ class IngestionRun:
         self.lease = timedelta(seconds=self.settings.lease_seconds)
         self.tally = RunTally()
         self.ids: list[int] = []
+        self.budget = MemoryBudget(None)
 
     @property
     def run_id(self) -> str:
@@ -161,6 +162,10 @@ class IngestionRun:
         self.ids = ids
         if not ids:
             return
+        try:
+            check_budget(self.settings.run_memory_bytes)
+        except ValueError as error:
+            raise dg.Failure(f"This run cannot work: {error}", allow_retries=False) from error
         lease = self.book.claim(ids, self.run_id, self.lease, claimable=claimable)
         if len(set(ids)) > len(lease.rows):
             self.tally.counts["not claimed (held or finished elsewhere)"] += len(set(ids)) - len(lease.rows)
@@ -169,7 +174,7 @@ class IngestionRun:
         self.ingestion.warm_up()  # one S3 client for every thread
         with (
             Heartbeat(self.book, lease.token, self.lease, self.context.log),
-            memory_budget(self.settings.run_memory_bytes),
+            MemoryBudget(self.settings.run_memory_bytes) as self.budget,
             ThreadPoolExecutor(self.settings.documents_in_flight, thread_name_prefix="document") as pool,
         ):
             outcomes = [pool.submit(self._process, lease, row) for row in lease.rows]
@@ -179,6 +184,11 @@ class IngestionRun:
             finally:
                 for outcome in outcomes:
                     outcome.cancel()  # the step is failing or being interrupted: start nothing new
+        if self.budget.enforced:
+            self.context.log.info(
+                f"Memory: peak {self.budget.peak_over_baseline / 2**20:,.0f} MiB over the run's start, budget "
+                f"{self.settings.run_memory_bytes / 2**20:,.0f} MiB; {self.budget.cancellations} document(s) stopped"
+            )
         if self.tally.closed_letters:
             self._move_closed_letters()
 
@@ -200,13 +210,14 @@ class IngestionRun:
             return Outcome("skipped (source removed)", version, message=reason)
         source = self.settings.source(version.source)
         try:
-            doc = ingest_document(
-                version,
-                source,
-                self.ingestion.source_store(version.source),
-                self.ingestion.bronze_store(version.source),
-                still_held=lambda: self.book.holds(row["id"], lease.token),
-            )
+            with self.budget.reserve(version.partition_key, version.size):
+                doc = ingest_document(
+                    version,
+                    source,
+                    self.ingestion.source_store(version.source),
+                    self.ingestion.bronze_store(version.source),
+                    still_held=lambda: self.book.holds(row["id"], lease.token),
+                )
         except SupersededError as error:
             closed = self.book.supersede(row["id"], lease.token, str(error))
             if closed is None:

@@ -24,6 +24,7 @@ from ingestion_project.lib.errors import ValidationError
 from ingestion_project.lib.formats import DecidedBy, DocumentFormat, detect
 from ingestion_project.lib.json_records import read_json, read_ndjson
 from ingestion_project.lib.limits import DocumentLimits
+from ingestion_project.lib.memory import checkpoint
 from ingestion_project.lib.tabular import read_parquet
 from ingestion_project.lib.text_chunks import chunk_batches
 
@@ -66,7 +67,9 @@ def parse_document(
             _reject_blank(head, stream)
     detection = detect(key, content_type, head)
     document_format = detection.format
-    writer = BronzeWriter(out_path, lineage, numbered=document_format is not DocumentFormat.TEXT, max_rows=limits.rows)
+    writer = _Budgeted(
+        BronzeWriter(out_path, lineage, numbered=document_format is not DocumentFormat.TEXT, max_rows=limits.rows)
+    )
     try:
         if document_format is DocumentFormat.PARQUET:
             _read_parquet(raw, content, writer, limits, out_path)
@@ -75,6 +78,20 @@ def parse_document(
     finally:
         writer.discard()  # after close() there is nothing left to discard; after a failure, the encoder stops
     return ParsedDocument(document_format, writer.rows, columns_of(writer.schema), detection.decided_by)
+
+
+class _Budgeted:
+    """The bronze writer, with every batch checked against the run's memory budget first (lib/memory.py)."""
+
+    def __init__(self, writer: BronzeWriter):
+        self._writer = writer
+
+    def write(self, batch) -> None:
+        checkpoint(batch.nbytes)
+        self._writer.write(batch)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
 
 
 def _decoded(raw: Opener, limits: DocumentLimits) -> BinaryIO:
