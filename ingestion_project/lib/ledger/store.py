@@ -100,8 +100,8 @@ class Watermark:
 
     table_name: str
     column_name: str
-    value: str  # ISO 8601 for a timestamp, decimal digits for an integer
-    value_type: str  # "timestamp" | "integer"
+    value: str  # ISO 8601 for a timestamp, digits for an integer, exact decimal text for a numeric
+    value_type: str  # "timestamp" | "integer" | "numeric" (numeric, float and decimal columns)
 
 
 # The figures of ``Ledger.conservation`` that are end states: success, failed, skipped, superseded, quarantined.
