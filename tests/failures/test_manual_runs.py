@@ -124,8 +124,19 @@ def test_materialize_on_a_quarantined_partition_ingests_the_version_again(
     [letter] = broken.ledger.dead_letter_rows()
     assert list(dlq_records(s3_client, bronze_bucket, "quarantined")) == [letter["dlq_key"]]
 
+    assert requested(broken.tick()) == []  # nothing requests a quarantined version by itself
+    # Materialize before the cause is fixed: the version fails again, and its one record is open again.
+    again = broken.run(partition(landing))
+    assert not again.success
+    assert broken.ledger.get(version)["status"] == "FAILED"
+    [reopened] = broken.ledger.dead_letter_rows()
+    assert reopened["state"] == "open" and reopened["dlq_key"].startswith("dlq/ingestion/")
+    broken.tick()  # the sensor finishes moving the record (the run's hook may have done it already)
+    assert list(dlq_records(s3_client, bronze_bucket)) == [reopened["dlq_key"]]
+    assert dlq_records(s3_client, bronze_bucket, "quarantined") == {}
+    assert broken.replay().output_for_node("replay_dead_letters")["quarantined"] == [partition(landing)]
+
     fixed = make_pipeline(max_object_size="1MiB")
-    assert requested(fixed.tick()) == []  # nothing requests a quarantined version by itself
     run = fixed.run(partition(landing))  # a person's explicit decision: no `force` needed
 
     assert run.success
