@@ -96,7 +96,14 @@ def _table_asset(source: PostgresSourceConfig, table: DatabaseTableConfig) -> dg
         group_name=DATABASES_GROUP,
         kinds={source.type, "parquet"},
         description=f"The {what} of the database source {source.name}, extracted into bronze ({load}).",
-        metadata={"source": source.name, "table": table.label, "load": table.load, "watermark": table.watermark or ""},
+        metadata={
+            "source": source.name,
+            "table": table.label,
+            "load": table.load,
+            "watermark": table.watermark or "",
+            "primary_key": ", ".join(table.primary_key),
+            "bad_values": table.bad_values,
+        },
     )
     def extract_table(
         context: dg.AssetExecutionContext,

@@ -308,10 +308,16 @@ class _Spool:
     def _type(self, name: str, values) -> pa.DataType:
         if name in self._types:
             return self._types[name]
+        values = [v if not isinstance(v, dict | list) else _text(v) for v in values]
         try:
-            inferred = pa.array([v if not isinstance(v, dict | list) else _text(v) for v in values]).type
-        except _MISFIT:  # values of mixed kinds, or a NaN among decimals: kept as text
-            return pa.string()
+            inferred = pa.array(values).type
+        except _MISFIT:
+            # A NaN among decimals: the type of the others (the NaN is then a misfit); mixed kinds: text.
+            finite = [v for v in values if not (isinstance(v, decimal.Decimal) and not v.is_finite())]
+            try:
+                inferred = pa.array(finite).type
+            except _MISFIT:
+                return pa.string()
         return pa.string() if pa.types.is_null(inferred) else inferred
 
     def close(self) -> None:

@@ -265,11 +265,19 @@ def test_each_table_is_an_asset_that_the_dbt_source_depends_on(landing, monkeypa
 def test_a_nan_amount_is_rescued_and_the_rows_after_it_land(
     shop, landing, s3_client, fresh_bucket, tmp_path, monkeypatch
 ):
-    resources, assets = landing({**INCREMENTAL, "primary_key": "id"})
+    amounts = {"name": "amounts", "query": "select id, amount * 2 as doubled from payments"}
+    resources, assets = landing({**INCREMENTAL, "primary_key": "id"}, amounts)
     with dg.DagsterInstance.ephemeral() as instance:
         assert extract(resources, assets, instance=instance).success
         with shop.begin() as conn:  # numeric(12, 2) takes NaN; no Arrow decimal can hold it
             conn.execute(sa.text("insert into payments (order_id, amount, status) values ('ORD-NAN', 'NaN', 'paid')"))
+        # A query's types are inferred from its rows: the NaN does not turn the column into text either.
+        query = extract(resources, assets, table="amounts", instance=instance)
+        assert query.success and metadata(query)["rescued_values"] == 1
+        doubled = {c.name: c.type for c in metadata(query)["dagster/column_schema"].columns}["doubled"]
+        assert doubled.startswith("decimal128")
+        [nan] = [r for r in bronze_rows(s3_client, fresh_bucket, metadata(query)["bronze_path"]) if r["id"] == 251]
+        assert (nan["doubled"], json.loads(nan["_rescued_data"])) == (None, {"doubled": "NaN"})
         second = extract(resources, assets, instance=instance)
         assert second.success
         assert metadata(second)["rescued_values"] == 1

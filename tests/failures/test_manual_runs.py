@@ -4,6 +4,7 @@ ends with the same check as the other S3 failure tests: nothing lost, nothing pr
 
 import pytest
 
+from ingestion_project.core.resources import LedgerResource
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.versions import DocumentVersion
 from tests.failures.conftest import Pipeline
@@ -30,10 +31,13 @@ def landing(fresh_bucket, s3_client) -> str:
 def make_pipeline(landing, bronze_bucket, s3_proxy, write_sources, resources_for, instance):
     """A Pipeline on the landing bucket (S3 through the fault proxy); ``source`` options go to the source."""
 
-    def build(**source) -> Pipeline:
+    def build(ledger_url: str | None = None, **source) -> Pipeline:
         config = {"name": "orders", "type": "s3", "bucket": landing, "prefix": "in/", "max_replays": 0, **source}
         sources_file = write_sources([config], bronze_bucket=bronze_bucket)
-        return Pipeline(resources_for(sources_file, endpoint_url=s3_proxy.endpoint_url), instance)
+        resources = resources_for(sources_file, endpoint_url=s3_proxy.endpoint_url)
+        if ledger_url:
+            resources["ledger"] = LedgerResource(url=ledger_url)
+        return Pipeline(resources, instance)
 
     return build
 
@@ -47,9 +51,9 @@ def the_version(pipeline: Pipeline) -> DocumentVersion:
     return DocumentVersion.from_row(row)
 
 
-def failed_once(make_pipeline) -> DocumentVersion:
+def failed_once(make_pipeline, ledger_url: str | None = None) -> DocumentVersion:
     """The document fails (over the object size limit) in the sensor's run: FAILED with an open dead letter."""
-    broken = make_pipeline(max_object_size=TOO_SMALL)
+    broken = make_pipeline(ledger_url, max_object_size=TOO_SMALL)
     _, [run] = broken.run_requests()
     assert not run.success
     version = the_version(broken)
@@ -58,18 +62,20 @@ def failed_once(make_pipeline) -> DocumentVersion:
     return version
 
 
+@pytest.mark.parametrize("ledger", ["sqlite", "postgresql"])
 def test_a_replay_while_materialize_holds_a_failed_version_leaves_it_to_that_run(
-    tmp_path, landing, bronze_bucket, s3_proxy, s3_client, make_pipeline, instance, ledger_resource
+    ledger, request, tmp_path, landing, bronze_bucket, s3_proxy, s3_client, make_pipeline, instance, ledger_resource
 ):
-    version = failed_once(make_pipeline)
-    fixed = make_pipeline(max_object_size="1MiB")  # the operator fixes the cause and clicks Materialize
+    url = ledger_resource.url if ledger == "sqlite" else request.getfixturevalue("postgres_url")
+    version = failed_once(make_pipeline, url)
+    fixed = make_pipeline(url, max_object_size="1MiB")  # the operator fixes the cause and clicks Materialize
     # The run's download is held until the test lets it go, so the replay comes while the run holds the version.
     s3_proxy.delay(300.0, method="GET", path=f"/{landing}/{KEY}")
     with worker(
         tmp_path / "workers",
         "materialize",
         sources=fixed.resources["ingestion"].sources_file,
-        ledger_url=ledger_resource.url,
+        ledger_url=url,
         dagster_home=instance.root_directory,
         endpoint_url=s3_proxy.endpoint_url,
         partition=partition(landing),
@@ -118,8 +124,19 @@ def test_materialize_on_a_quarantined_partition_ingests_the_version_again(
     [letter] = broken.ledger.dead_letter_rows()
     assert list(dlq_records(s3_client, bronze_bucket, "quarantined")) == [letter["dlq_key"]]
 
+    assert requested(broken.tick()) == []  # nothing requests a quarantined version by itself
+    # Materialize before the cause is fixed: the version fails again, and its one record is open again.
+    again = broken.run(partition(landing))
+    assert not again.success
+    assert broken.ledger.get(version)["status"] == "FAILED"
+    [reopened] = broken.ledger.dead_letter_rows()
+    assert reopened["state"] == "open" and reopened["dlq_key"].startswith("dlq/ingestion/")
+    broken.tick()  # the sensor finishes moving the record (the run's hook may have done it already)
+    assert list(dlq_records(s3_client, bronze_bucket)) == [reopened["dlq_key"]]
+    assert dlq_records(s3_client, bronze_bucket, "quarantined") == {}
+    assert broken.replay().output_for_node("replay_dead_letters")["quarantined"] == [partition(landing)]
+
     fixed = make_pipeline(max_object_size="1MiB")
-    assert requested(fixed.tick()) == []  # nothing requests a quarantined version by itself
     run = fixed.run(partition(landing))  # a person's explicit decision: no `force` needed
 
     assert run.success

@@ -17,8 +17,7 @@ customers as (
     qualify row_number() over (
         partition by customers.customer_id
         order by
-            document_versions.last_modified_at desc nulls last,
-            document_versions.discovery_seq desc nulls last,
+            {{ latest_first('document_versions.bucket', 'document_versions.last_modified_at', 'document_versions.discovery_seq') }},
             customers.object_key desc,
             customers.source_row_number desc
     ) = 1

@@ -67,10 +67,10 @@ final as (
         ingested_at,
         loaded_at,
         -- By the object's own order, never by when ingestion finished: a large old version that lands after
-        -- a corrected new one is not the latest.
+        -- a corrected new one is not the latest. Buckets by LastModified, local folders by discovery.
         row_number() over (
             partition by source, bucket, object_key
-            order by last_modified_at desc nulls last, discovery_seq desc nulls last, etag desc
+            order by {{ latest_first('bucket', 'last_modified_at', 'discovery_seq') }}, etag desc
         ) = 1 as is_latest_version
 
     from documents_to_rank

@@ -53,6 +53,7 @@ current_orders as (
 
     select
         orders.*,
+        document_versions.bucket as document_bucket,
         document_versions.last_modified_at as document_modified_at,
         document_versions.discovery_seq as document_discovery_seq
 
@@ -68,13 +69,13 @@ current_orders as (
 
 deduplicated as (
 
-    -- An order present in several current documents: the row of the latest document (by its own order) wins.
+    -- An order present in several current documents: the row of the latest document (by its own order, as
+    -- fct_document_versions decides it) wins.
     select * from current_orders
     qualify row_number() over (
         partition by order_id
         order by
-            document_modified_at desc nulls last,
-            document_discovery_seq desc nulls last,
+            {{ latest_first('document_bucket', 'document_modified_at', 'document_discovery_seq') }},
             object_key desc,
             source_row_number desc
     ) = 1

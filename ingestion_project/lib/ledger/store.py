@@ -144,8 +144,8 @@ class Watermark:
 
     table_name: str
     column_name: str
-    value: str  # ISO 8601 for a timestamp, decimal digits for an integer
-    value_type: str  # "timestamp" | "integer"
+    value: str  # ISO 8601 for a timestamp, digits for an integer, exact decimal text for a numeric
+    value_type: str  # "timestamp" | "integer" | "numeric" (numeric, float and decimal columns)
 
 
 # The figures of ``Ledger.conservation`` that are end states: success, failed, skipped, superseded, quarantined.
@@ -673,14 +673,24 @@ class Ledger:
             "max_retries": failure.max_retries,
             "state": state,
         }
-        existing = conn.execute(sa.select(d.dlq_key, d.stored_key).where(_matches(version, d), d.state == OPEN)).first()
+        # A quarantined letter counts too: a person's Materialize of a quarantined version that fails again
+        # reopens it rather than adding a second record.
+        live = d.state.in_([OPEN, Status.QUARANTINED.lower()])
+        existing = conn.execute(
+            sa.select(d.dlq_key, d.stored_key, d.state)
+            .where(_matches(version, d), live)
+            .order_by(sa.case((d.state == OPEN, 0), else_=1))
+        ).first()
         if existing is None:
             key = failure.dlq_key if state == OPEN else closed_key(failure.dlq_key, state)
             conn.execute(dead_letters.insert().values(**version, **values, dlq_key=key, stored_key=None))
             return
         # One record per version: a replay that fails again, or a quarantine, updates it. The object is rewritten
         # afterwards; a copy left at the old key is removed then (stored_key keeps where it is).
-        key = existing.dlq_key if state == OPEN else closed_key(existing.dlq_key, state)
+        if state != OPEN:
+            key = closed_key(existing.dlq_key, state)
+        else:  # still open, or reopened from quarantined/ under a key of this failure
+            key = existing.dlq_key if existing.state == OPEN else failure.dlq_key
         stored = None if existing.stored_key == key else existing.stored_key
         conn.execute(
             dead_letters.update()
