@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ingestion_project.lib.bronze import LINEAGE_COLUMNS
 from ingestion_project.lib.contracts import RESCUED_COLUMN, Contract, Mode, arrow_type
 from ingestion_project.lib.limits import DocumentLimits
+from ingestion_project.lib.memory import check_budget
 from ingestion_project.lib.quality import QualityRules
 
 DEFAULT_SOURCES_FILE = Path(__file__).with_name("sources.yaml")
@@ -595,7 +596,13 @@ class Settings(_Strict):
     @field_validator("run_memory_limit")
     @classmethod
     def _memory_is_a_size(cls, value: int | str | None) -> int | None:
-        return None if value is None else parse_size(value)
+        if value is None:
+            return None
+        size = parse_size(value)
+        # Refused as the sources file loads: a budget no document fits in would fail every run at its start and,
+        # run after run, end the waiting documents quarantined.
+        check_budget(size)
+        return size
 
     @property
     def run_memory_bytes(self) -> int | None:

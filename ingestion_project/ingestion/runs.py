@@ -29,7 +29,7 @@ from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostErr
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
-from ingestion_project.lib.memory import MemoryBudget, check_budget
+from ingestion_project.lib.memory import MemoryBudget
 from ingestion_project.lib.schemas import SchemaChange
 from ingestion_project.lib.versions import DocumentVersion
 
@@ -162,10 +162,6 @@ class IngestionRun:
         self.ids = ids
         if not ids:
             return
-        try:
-            check_budget(self.settings.run_memory_bytes)
-        except ValueError as error:
-            raise dg.Failure(f"This run cannot work: {error}", allow_retries=False) from error
         lease = self.book.claim(ids, self.run_id, self.lease, claimable=claimable)
         if len(set(ids)) > len(lease.rows):
             self.tally.counts["not claimed (held or finished elsewhere)"] += len(set(ids)) - len(lease.rows)

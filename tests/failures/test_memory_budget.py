@@ -16,7 +16,6 @@ from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import (
     assert_nothing_lost_or_doubled,
     dlq_records,
-    log_messages,
     pinned,
     requested,
     run_in_worker,
@@ -127,23 +126,15 @@ def test_a_document_past_the_budget_alone_is_dead_lettered_as_resource_after_its
     assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket)
 
 
-def test_a_budget_too_small_for_any_document_is_reported_when_the_run_starts(
-    fresh_bucket, s3_client, bronze_bucket, write_sources, resources_for, instance
-):
-    s3_client.put_object(Bucket=fresh_bucket, Key="in/orders.csv", Body=b"order_id,amount\nO-1,1.50\n")
-    sources_file = write_sources([source_for(fresh_bucket)], bronze_bucket=bronze_bucket, run_memory_limit="16MiB")
-    pipeline = Pipeline(resources_for(sources_file), instance)
-    [request] = requested(pipeline.tick())
-    run = pipeline.run_request(request)
-    assert not run.success
-    [failure] = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
-    message = failure.step_failure_data.error.message
-    assert "run_memory_limit is 16 MiB, below the 64 MiB one document needs" in message
-    [row] = pipeline.ledger.versions()
-    assert (row["status"], row["tries"]) == ("DISCOVERED", 0)  # never claimed: nothing was tried or lost
-    assert log_messages(instance, run.run_id) == [] or all(
-        "Documents:" not in m for m in log_messages(instance, run.run_id)
-    )
+def test_a_budget_too_small_for_any_document_is_refused_when_the_sources_load(write_sources):
+    """Reported before any run: a budget no document fits in would fail every run at its start, and run after run
+    the waiting documents would end quarantined."""
+    from ingestion_project.config import ConfigError, load_settings
+
+    sources_file = write_sources([source_for("landing")], run_memory_limit="16MiB")
+    with pytest.raises(ConfigError, match="run_memory_limit is 16 MiB, below the 64 MiB one document needs"):
+        load_settings(sources_file)
+    assert load_settings(write_sources([source_for("landing")], run_memory_limit="64MiB", name="ok.yaml"))
 
 
 # The budget itself, in this process: reservations wait for room, and the watchdog stops the largest.
