@@ -133,30 +133,34 @@ class BronzeWriter:
     def restart(self) -> None:
         """Forget everything written so far (a parser re-reads the document with other column types)."""
         self.discard()
-        self._buffer: list[pa.RecordBatch] = []
+        self._buffer: list[pa.Table] = []
         self._buffered = 0
         self.rows = 0
         self.schema: pa.Schema | None = None
 
-    def write(self, batch: pa.RecordBatch) -> None:
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append rows: a record batch, or a table (whose columns may be chunked, as sparse JSON columns are)."""
         if batch.num_rows == 0:
             return
         if self.rows + batch.num_rows > self._max_rows:
             raise over_limit("rows", f"the document has more than {self._max_rows:,} rows", self._max_rows)
         lineage = self._lineage.columns(batch.num_rows, self.rows if self._numbered else None)
-        full = pa.RecordBatch.from_arrays([*batch.columns, *lineage.values()], names=[*batch.schema.names, *lineage])
+        full = pa.Table.from_arrays([*batch.columns, *lineage.values()], names=[*batch.schema.names, *lineage])
         if self.schema is None:
             self.schema = batch.schema
             self._encoder = _Encoder(self.path, full.schema)
         self.rows += batch.num_rows
         self._buffer.append(full)
-        self._buffered += full.nbytes
+        # Memory the rows hold. A table's chunks may share buffers (sparse JSON columns slice one all-null array):
+        # each buffer counts once, so sparse batches still fill large row groups (and nbytes, which sizes every
+        # slice, would cost more than building them).
+        self._buffered += full.get_total_buffer_size() if isinstance(batch, pa.Table) else full.nbytes
         if self._buffered >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._buffer:
-            self._encoder.put(pa.Table.from_batches(self._buffer))
+            self._encoder.put(pa.concat_tables(self._buffer))
         self._buffer, self._buffered = [], 0
 
     def close(self) -> int:
