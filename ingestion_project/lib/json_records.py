@@ -94,7 +94,7 @@ def _write(records: Records, writer: BronzeWriter, limits: DocumentLimits, label
         raise ValidationError("JSON array is empty: no records" if label == "JSON" else f"{label} has no records")
     if not kinds:
         raise ValidationError(f"{label} has no fields: every record is an empty object")
-    check_columns(list(kinds), label)
+    check_columns(list(kinds), label, refuse_reserved=False)
     types = {name: _TYPES[kind] for name, kind in kinds.items()}
     as_text = {name for name, kind in kinds.items() if kind == "string"}
     batch = _Batch(types, as_text)
