@@ -32,8 +32,11 @@ from ingestion_project.lib.tabular import check_columns
 # large row groups; values bound the Python objects held.
 BATCH_ROWS = 64 * 1024
 BATCH_VALUES = 1024 * 1024
-# A column with values in fewer than 1 of this many rows of a batch is built from its runs of values.
+# A column with values in fewer than 1 of this many rows of a batch is built from its runs of values; so is any
+# column past the first BATCH_PADDED_CELLS rows of padded (null-filled) arrays, which bounds a batch's memory when
+# many columns each have values in a few percent of the rows.
 _SPARSE = 64
+BATCH_PADDED_CELLS = 8 * 1024 * 1024
 _INT64 = (-(2**63), 2**63 - 1)
 _TYPES = {
     "null": pa.string(),
@@ -142,7 +145,7 @@ class _Batch:
     def flush(self) -> pa.Table:
         rows, columns = self.rows, self._columns
         nulls: dict[pa.DataType, pa.Array] = {}
-        arrays = []
+        arrays, padded = [], BATCH_PADDED_CELLS
         for name, type_ in self._types.items():
             if type_ not in nulls:
                 nulls[type_] = pa.nulls(rows, type_)
@@ -151,7 +154,10 @@ class _Batch:
                 column = (column[0], [v if v is None or isinstance(v, str) else _text(v) for v in column[1]])
             if column is None:
                 arrays.append(nulls[type_])
-            elif len(column[0]) * _SPARSE >= rows:
+            elif len(column[0]) == rows:
+                arrays.append(pa.array(column[1], type=type_))
+            elif len(column[0]) * _SPARSE >= rows and padded >= rows:
+                padded -= rows
                 arrays.append(_dense(column, rows, type_))
             else:
                 arrays.append(_runs(column, rows, type_, nulls[type_]))
@@ -162,8 +168,6 @@ class _Batch:
 def _dense(column: tuple[list[int], list[Any]], rows: int, type_: pa.DataType) -> pa.Array:
     present, values = column
     array = pa.array(values, type=type_)
-    if len(present) == rows:
-        return array
     mask = pc.is_in(pa.array(range(rows), pa.int32()), value_set=pa.array(present, pa.int32()))
     return pc.replace_with_mask(pa.nulls(rows, type_), mask, array)
 

@@ -40,12 +40,16 @@ def rows(table: pa.Table) -> list[dict]:
     return table.select(data).to_pylist()
 
 
-@pytest.fixture(params=[(3, 1_000_000), (1_000_000, 7), (4096, 1_000_000)], ids=["3-rows", "7-values", "default"])
+@pytest.fixture(
+    params=[(3, 1_000_000, 2**23), (1_000_000, 7, 2**23), (4096, 1_000_000, 0), (4096, 1_000_000, 2**23)],
+    ids=["3-rows", "7-values", "no-padding", "default"],
+)
 def small_batches(request, monkeypatch):
-    """Batches that close after a few rows, or after a few values, or at the defaults."""
-    batch_rows, batch_values = request.param
+    """Batches that close after a few rows, or after a few values; without padded columns; or the defaults."""
+    batch_rows, batch_values, padded = request.param
     monkeypatch.setattr(json_records, "BATCH_ROWS", batch_rows)
     monkeypatch.setattr(json_records, "BATCH_VALUES", batch_values)
+    monkeypatch.setattr(json_records, "BATCH_PADDED_CELLS", padded)
 
 
 def sparse_records(count: int, keys: int) -> list[dict]:
