@@ -51,6 +51,7 @@ _EXACT_IN_DOUBLE = 10**15
 _FLOAT_DIGITS = 15
 _SIGNIFICANT = re.compile(r"[eE].*$|[^0-9]")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 
 
 class _DecimalText(str):
@@ -59,6 +60,8 @@ class _DecimalText(str):
 
 def _number(text: str) -> float | str:
     """``parse_float`` of the decoders: a float, or the number's own text when a float would round it."""
+    if len(text) <= _FLOAT_DIGITS + 1:  # a point or an exponent is one of its characters: few enough digits
+        return float(text)
     digits = _SIGNIFICANT.sub("", text).lstrip("0")
     return _DecimalText(text) if len(digits) > _FLOAT_DIGITS else float(text)
 
@@ -325,6 +328,11 @@ class _ArrayReader:
             return
         while True:
             yield self._element()
+            # The usual case in one step: a comma, and the next element within the window.
+            between = _COMMA.match(self._buffer, self._position)
+            if between is not None and between.end() < len(self._buffer):
+                self._position = between.end()
+                continue
             separator = self._peek()
             self._position += 1
             if separator == "]":
