@@ -58,8 +58,8 @@ demo: install postgres
 
 # A benchmark, not a test: it prints figures. BENCH_DOCUMENTS=N changes the 2000 documents of the throughput part,
 # BENCH_CSV_MB the large CSVs (1000,2000), BENCH_KEYS the discovery keys (100000); BENCH_PARTS picks parts
-# (throughput,csv,hostile,discovery,dbt,import,memory).
-BENCH_PARTS ?= throughput,csv,hostile,discovery,dbt,import,memory
+# (throughput,csv,hostile,json,discovery,dbt,import,memory).
+BENCH_PARTS ?= throughput,csv,hostile,json,discovery,dbt,import,memory
 bench: install
 	@if [[ ",$(BENCH_PARTS)," == *,throughput,* ]]; then $(BIN)/python scripts/bench.py; fi
 	@if [[ ",$(BENCH_PARTS)," == *,memory,* ]]; then $(BIN)/python scripts/bench_memory.py; fi

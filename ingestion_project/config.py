@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ingestion_project.lib.bronze import LINEAGE_COLUMNS
-from ingestion_project.lib.contracts import RESCUED_COLUMN, Contract, Mode, arrow_type
+from ingestion_project.lib.bronze import RESERVED_COLUMNS
+from ingestion_project.lib.contracts import Contract, Mode, arrow_type
 from ingestion_project.lib.limits import DocumentLimits
 from ingestion_project.lib.memory import check_budget
 from ingestion_project.lib.quality import QualityRules
@@ -273,7 +273,7 @@ class SchemaConfig(_Strict):
     @field_validator("columns")
     @classmethod
     def _columns_are_valid(cls, columns: dict[str, str | None]) -> dict[str, str | None]:
-        reserved = {name.casefold() for name in (*LINEAGE_COLUMNS, RESCUED_COLUMN)}
+        reserved = {name.casefold() for name in RESERVED_COLUMNS}
         seen: set[str] = set()
         for name, kind in columns.items():
             if not name.strip():

@@ -3,15 +3,17 @@
 1. Large CSV: the platform (`ingest_document` in a process of its own) against a streaming pyarrow baseline doing
    the same useful work (streamed GET + sha256, open_csv + ParquetWriter, upload_file): MB/s and peak RSS.
 2. Hostile and heavy files at the default limits: outcome, error, seconds and peak RSS of each.
-3. Discovery over N processed keys: an incremental tick with 1,000 new keys, one with nothing new, and a full
+3. JSON and NDJSON at the default limits (near the 10,000-key limit, and plain records): seconds and peak RSS of
+   each next to a CSV of the same size, as a ratio (target: within 2x, RSS < 1 GB).
+4. Discovery over N processed keys: an incremental tick with 1,000 new keys, one with nothing new, and a full
    listing spread over ticks under the 20 s budget, next to the old one-tick full listing.
-4. dbt: an incremental warehouse build after 10 new documents over 10, 100 and 1,000 documents of history, and
+5. dbt: an incremental warehouse build after 10 new documents over 10, 100 and 1,000 documents of history, and
    a full refresh (what every build cost before the models were incremental).
-5. Import (scripts/bench_import.py): seconds for a fresh process to load each code location, and for a real run of
+6. Import (scripts/bench_import.py): seconds for a fresh process to load each code location, and for a real run of
    ingest_documents to reach its first document, with and without compiled bytecode.
 
     .venv/bin/python scripts/bench_scale.py [--size-mb 1000,2000] [--keys 100000]
-        [--only csv,hostile,discovery,dbt,import]
+        [--only csv,hostile,json,discovery,dbt,import]
 """
 
 from __future__ import annotations
@@ -143,6 +145,68 @@ def bench_hostile(client, env: dict) -> None:
         print(
             f"{name:36} {mb(len(body)):>9}  {r['outcome']:8} {r['seconds']:5.1f} s  RSS {mb(r['peak_rss_bytes']):>9}"
             f"  {'ok' if ok else 'MISSED'}  {what}",
+            flush=True,
+        )
+
+
+def json_files() -> dict[str, bytes]:
+    """The JSON shapes that cost most per byte: keys cycling near the limit, wide records, and plain records."""
+    statuses = ("placed", "shipped", "delivered", "returned")
+
+    def cycling(size: int) -> bytes:
+        lines, written, i = [], 0, 0
+        while written < size:
+            lines.append(b'{"key_%d": %d}\n' % (i % 10_000, i))
+            written += len(lines[-1])
+            i += 1
+        return b"".join(lines)
+
+    def array(size: int, record) -> bytes:
+        parts, written, i = [], 1, 0
+        while written < size:
+            parts.append(json.dumps(record(i), separators=(",", ":")).encode())
+            written += len(parts[-1]) + 1
+            i += 1
+        return b"[" + b",".join(parts) + b"]"
+
+    wide_keys = [f"k{i}" for i in range(9_000)]
+    return {
+        "ndjson_10k_keys_cycling.ndjson": cycling(1_600_000),
+        "json_array_9k_keys_per_record.json": array(
+            72_000_000, lambda r: {k: (r + i) % 100 for i, k in enumerate(wide_keys)}
+        ),
+        "json_array_orders.json": array(
+            72_000_000,
+            lambda n: {
+                "order_id": n,
+                "customer_id": n % 9973,
+                "order_date": f"2026-11-{n % 28 + 1:02d}",
+                "status": statuses[n % 4],
+                "amount": (n * 37) % 100000 / 100,
+                "currency": "EUR",
+            },
+        ),
+    }
+
+
+def bench_json(client, env: dict, work: Path) -> None:
+    print("\n## JSON next to a CSV of the same size (targets: within 2x the CSV's seconds, RSS < 1 GB)", flush=True)
+    for name, body in json_files().items():
+        key = f"hostile/{name}"
+        client.put_object(Bucket=LANDING, Key=key, Body=body)
+        mine = ingest_one(env, env["INGESTION_SOURCES_FILE"], "hostile", key)
+        csv_path = work / "same-size.csv"
+        orders_csv(csv_path, len(body))
+        client.upload_file(str(csv_path), LANDING, "hostile/same-size.csv")
+        csv_path.unlink()
+        csv = ingest_one(env, env["INGESTION_SOURCES_FILE"], "hostile", "hostile/same-size.csv")
+        ratio = mine["seconds"] / csv["seconds"] if csv["seconds"] else float("inf")
+        ok = mine["outcome"] == "SUCCESS" and ratio <= 2 and mine["peak_rss_bytes"] < GB
+        print(
+            f"{name:36} {mb(len(body)):>8}  {mine['outcome']:8} {mine['seconds']:6.1f} s"
+            f"  RSS {mb(mine['peak_rss_bytes']):>9}"
+            f"  | CSV {csv['seconds']:5.1f} s  RSS {mb(csv['peak_rss_bytes']):>9}  | ratio {ratio:4.1f}x"
+            f"  {'met' if ok else 'MISSED'}  {mine.get('error', '')[:120]}",
             flush=True,
         )
 
@@ -317,12 +381,12 @@ def main() -> int:
         "--size-mb", default=os.environ.get("BENCH_CSV_MB", "1000,2000"), help="CSV sizes, comma-separated"
     )
     parser.add_argument("--keys", type=int, default=int(os.environ.get("BENCH_KEYS", "100000")))
-    parser.add_argument("--only", default="csv,hostile,discovery,dbt,import")
+    parser.add_argument("--only", default="csv,hostile,json,discovery,dbt,import")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if "import" in only:
         bench_import()
-    if not only & {"csv", "hostile", "dbt", "discovery"}:
+    if not only & {"csv", "hostile", "json", "dbt", "discovery"}:
         return 0
     with tempfile.TemporaryDirectory(prefix="ingestion-bench-scale-") as tmp:
         work = Path(tmp)
@@ -349,6 +413,8 @@ def main() -> int:
                     bench_csv(client, env, work, int(size_mb))
             if "hostile" in only:
                 bench_hostile(client, env)
+            if "json" in only:
+                bench_json(client, env, work)
             if "dbt" in only:
                 bench_dbt(client, env, work)
             if "discovery" in only:

@@ -58,7 +58,14 @@ def materialization_metadata(doc: IngestedDocument) -> dict[str, object]:
         "bronze_path": dg.MetadataValue.path(doc.bronze_path),
         "duration_ms": dg.MetadataValue.int(doc.duration_ms),
         **contract_metadata(doc),
+        **renamed_metadata(doc),
     }
+
+
+def renamed_metadata(doc: IngestedDocument) -> dict[str, object]:
+    """The document's columns that landed under another name, because theirs is reserved (lib/bronze.py)."""
+    renamed = {c["renamed_from"]: c["name"] for c in doc.document_columns or () if "renamed_from" in c}
+    return {"renamed_columns": dg.MetadataValue.json(renamed)} if renamed else {}
 
 
 def contract_metadata(doc: IngestedDocument) -> dict[str, object]:

@@ -23,6 +23,10 @@ from ingestion_project.lib.keys import DocumentRef, key_bytes
 from ingestion_project.lib.limits import over_limit
 
 LINEAGE_COLUMNS = ("_source", "_object_key", "_etag", "_sha256", "_ingested_at", "_row_number")
+# Names a document's own column cannot land under: the lineage columns, the contract's rescue column, and the
+# column staging reads each row's file into (dbt_project/macros/bronze_relation.sql). Compared ignoring case, as
+# DuckDB does; a document column with one of them is renamed (see ``landing_names``).
+RESERVED_COLUMNS = (*LINEAGE_COLUMNS, "_rescued_data", "_bronze_file")
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -48,6 +52,26 @@ MANIFEST_SCHEMA = pa.schema(
         ("discovery_seq", pa.int64()),
     ]
 )
+
+
+def landing_names(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The names a document's columns land under, and the renames (document name → landed name).
+
+    A column named like a reserved column gets the first free suffix ``_1``, ``_2``, … that no reserved name and
+    no other column of the document has (ignoring case), so it can collide with nothing in bronze or staging.
+    """
+    reserved = {name.casefold() for name in RESERVED_COLUMNS}
+    taken = reserved | {name.casefold() for name in names}
+    landed, renamed = [], {}
+    for name in names:
+        if name.casefold() in reserved:
+            suffix = 1
+            while f"{name}_{suffix}".casefold() in taken:
+                suffix += 1
+            renamed[name] = f"{name}_{suffix}"
+            taken.add(renamed[name].casefold())
+        landed.append(renamed.get(name, name))
+    return landed, renamed
 
 
 def doc_id(bucket: str, key: str) -> str:
@@ -133,30 +157,40 @@ class BronzeWriter:
     def restart(self) -> None:
         """Forget everything written so far (a parser re-reads the document with other column types)."""
         self.discard()
-        self._buffer: list[pa.RecordBatch] = []
+        self._buffer: list[pa.Table] = []
         self._buffered = 0
         self.rows = 0
-        self.schema: pa.Schema | None = None
+        self.schema: pa.Schema | None = None  # of the data columns, under their landed names
+        self.renamed: dict[str, str] = {}  # document column name → landed name, where a name was reserved
+        self._names: list[str] = []
 
-    def write(self, batch: pa.RecordBatch) -> None:
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append rows: a record batch, or a table (whose columns may be chunked, as sparse JSON columns are)."""
         if batch.num_rows == 0:
             return
         if self.rows + batch.num_rows > self._max_rows:
             raise over_limit("rows", f"the document has more than {self._max_rows:,} rows", self._max_rows)
-        lineage = self._lineage.columns(batch.num_rows, self.rows if self._numbered else None)
-        full = pa.RecordBatch.from_arrays([*batch.columns, *lineage.values()], names=[*batch.schema.names, *lineage])
         if self.schema is None:
-            self.schema = batch.schema
+            self._names, self.renamed = landing_names(batch.schema.names)
+        lineage = self._lineage.columns(batch.num_rows, self.rows if self._numbered else None)
+        full = pa.Table.from_arrays([*batch.columns, *lineage.values()], names=[*self._names, *lineage])
+        if self.schema is None:
+            self.schema = pa.schema(
+                [field.with_name(name) for field, name in zip(batch.schema, self._names, strict=True)]
+            )
             self._encoder = _Encoder(self.path, full.schema)
         self.rows += batch.num_rows
         self._buffer.append(full)
-        self._buffered += full.nbytes
+        # Memory the rows hold. A table's chunks may share buffers (sparse JSON columns slice one all-null array):
+        # each buffer counts once, so sparse batches still fill large row groups (and nbytes, which sizes every
+        # slice, would cost more than building them).
+        self._buffered += full.get_total_buffer_size() if isinstance(batch, pa.Table) else full.nbytes
         if self._buffered >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._buffer:
-            self._encoder.put(pa.Table.from_batches(self._buffer))
+            self._encoder.put(pa.concat_tables(self._buffer))
         self._buffer, self._buffered = [], 0
 
     def close(self) -> int:
@@ -217,8 +251,15 @@ class _Encoder:
         self._writer.close()
 
 
-def columns_of(schema: pa.Schema) -> list[dict[str, str]]:
-    return [{"name": field.name, "type": str(field.type)} for field in schema]
+def columns_of(schema: pa.Schema, renamed: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """``[{"name", "type"}]`` of a schema; a column ``renamed`` at landing also says its document name
+    (``renamed_from``), which the schema history keeps."""
+    original = {landed: name for name, landed in (renamed or {}).items()}
+    return [
+        {"name": field.name, "type": str(field.type)}
+        | ({"renamed_from": original[field.name]} if field.name in original else {})
+        for field in schema
+    ]
 
 
 def manifest_row(**values: object) -> pa.Table:

@@ -81,7 +81,7 @@ def _stream_into(
         names = reader.schema.names
         if len(names) > limits.columns:
             raise over_limit("columns", f"the {label} header has {len(names):,} columns", limits.columns)
-        check_columns(names, f"{label} header")
+        check_columns(names, f"{label} header", refuse_reserved=False)
         types: dict[str, pa.DataType] | None = None
         for batch in reader:
             if types is None:

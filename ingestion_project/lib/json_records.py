@@ -2,8 +2,10 @@
 
 The first pass reads every record once to learn the columns (first-seen order) and one type per column; the
 second reads them again and writes batches of that exact schema. Nothing holds more than one batch of records,
-and the work is proportional to the values present: a document whose records each have different keys costs
-what its size says, and its distinct keys are bounded by ``limits.json_keys``.
+and the Python work is proportional to the values present, not rows × every key seen: a batch is gathered column
+by column, and a column with few values in it is a chunked array of its runs of values between slices of one
+shared all-null array (see ``_Batch``). What stays proportional to rows × keys is Parquet's own encoding of the
+nulls, in C. A document's distinct keys are bounded by ``limits.json_keys``.
 
 Column types: a column of only integers (within 64 bits) is int64, of integers and decimals double, of booleans
 bool; anything else — mixed kinds, nested objects or arrays, integers beyond 64 bits — is a string column, with
@@ -19,13 +21,22 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingestion_project.lib.bronze import BronzeWriter
 from ingestion_project.lib.errors import ValidationError
 from ingestion_project.lib.limits import DocumentLimits, over_limit
 from ingestion_project.lib.tabular import check_columns
 
-BATCH_ROWS = 4096
+# A batch (one row group, unless the writer joins several) closes at whichever comes first. Rows of few keys make
+# large row groups; values bound the Python objects held.
+BATCH_ROWS = 64 * 1024
+BATCH_VALUES = 1024 * 1024
+# A column with values in fewer than 1 of this many rows of a batch is built from its runs of values; so is any
+# column past the first BATCH_PADDED_CELLS rows of padded (null-filled) arrays, which bounds a batch's memory when
+# many columns each have values in a few percent of the rows.
+_SPARSE = 64
+BATCH_PADDED_CELLS = 8 * 1024 * 1024
 _INT64 = (-(2**63), 2**63 - 1)
 _TYPES = {
     "null": pa.string(),
@@ -39,6 +50,8 @@ _TYPES = {
 _EXACT_IN_DOUBLE = 10**15
 _FLOAT_DIGITS = 15
 _SIGNIFICANT = re.compile(r"[eE].*$|[^0-9]")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 
 
 class _DecimalText(str):
@@ -47,54 +60,137 @@ class _DecimalText(str):
 
 def _number(text: str) -> float | str:
     """``parse_float`` of the decoders: a float, or the number's own text when a float would round it."""
+    if len(text) <= _FLOAT_DIGITS + 1:  # a point or an exponent is one of its characters: few enough digits
+        return float(text)
     digits = _SIGNIFICANT.sub("", text).lstrip("0")
     return _DecimalText(text) if len(digits) > _FLOAT_DIGITS else float(text)
 
 
-Records = Callable[[], Iterator[dict[str, Any]]]
+Records = Callable[[bool], Iterator[dict[str, Any]]]  # called with whether to check each record's nesting
 
 
 def read_json(open_text: Callable[[], BinaryIO], writer: BronzeWriter, limits: DocumentLimits) -> None:
     """A JSON document: an array of objects (one row each) or a single object (one row)."""
-    _write(lambda: _json_records(open_text, limits), writer, limits, "JSON")
+    _write(lambda check: _json_records(open_text, limits, check), writer, limits, "JSON")
 
 
 def read_ndjson(open_text: Callable[[], BinaryIO], writer: BronzeWriter, limits: DocumentLimits) -> None:
     """Newline-delimited JSON: one object per line, blank lines skipped; errors name the line number."""
-    _write(lambda: _ndjson_records(open_text, limits), writer, limits, "NDJSON")
+    _write(lambda check: _ndjson_records(open_text, limits, check), writer, limits, "NDJSON")
 
 
 def _write(records: Records, writer: BronzeWriter, limits: DocumentLimits, label: str) -> None:
     kinds: dict[str, str] = {}
     keys = min(limits.json_keys, limits.columns)
     count = 0
-    for record in records():
+    for record in records(True):
         count += 1
         for name, value in record.items():
-            kind = _kind(value)
+            kind = _KIND_OF_TYPE.get(type(value)) or _kind(value)
             known = kinds.get(name)
+            if known == kind:
+                continue
             if known is None:
                 if len(kinds) == keys:
                     raise _too_many_keys(label, limits)
                 kinds[name] = kind
-            elif known != kind:
+            else:
                 kinds[name] = _unify(known, kind)
     if count == 0:
         raise ValidationError("JSON array is empty: no records" if label == "JSON" else f"{label} has no records")
     if not kinds:
         raise ValidationError(f"{label} has no fields: every record is an empty object")
-    check_columns(list(kinds), label)
-    schema = pa.struct([pa.field(name, _TYPES[kind]) for name, kind in kinds.items()])
+    check_columns(list(kinds), label, refuse_reserved=False)
+    types = {name: _TYPES[kind] for name, kind in kinds.items()}
     as_text = {name for name, kind in kinds.items() if kind == "string"}
-    batch: list[dict[str, Any]] = []
-    for record in records():
-        batch.append({n: _text(v) if n in as_text and not isinstance(v, str) else v for n, v in record.items()})
-        if len(batch) == BATCH_ROWS:
-            writer.write(pa.RecordBatch.from_struct_array(pa.array(batch, type=schema)))
-            batch = []
-    if batch:
-        writer.write(pa.RecordBatch.from_struct_array(pa.array(batch, type=schema)))
+    batch = _Batch(types, as_text)
+    for record in records(False):  # the same records: checked in the first pass
+        batch.add(record)
+        if batch.full:
+            writer.write(batch.flush())
+    if batch.rows:
+        writer.write(batch.flush())
     writer.close()
+
+
+class _Batch:
+    """Records gathered column by column, into a table of every column the document has.
+
+    A record costs the keys it has: each value goes to its column's list with its row number. When the batch
+    closes, a column with values in most rows becomes one array; a sparse one becomes a chunked array of its runs
+    of values between slices of one shared all-null array, and a column without values is that null array
+    alone, so memory and time follow the values present, not rows × every key of the document. A batch closes
+    at BATCH_ROWS rows or BATCH_VALUES values, whichever comes first.
+    """
+
+    def __init__(self, types: dict[str, pa.DataType], as_text: set[str]):
+        self._types = types
+        self._as_text = as_text
+        self._columns: dict[str, tuple[list[int], list[Any]]] = {}
+        self.rows = 0
+        self._values = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        row, columns = self.rows, self._columns
+        for name, value in record.items():
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = ([], [])
+            column[0].append(row)
+            column[1].append(value)
+        self.rows = row + 1
+        self._values += len(record)
+
+    @property
+    def full(self) -> bool:
+        return self.rows >= BATCH_ROWS or self._values >= BATCH_VALUES
+
+    def flush(self) -> pa.Table:
+        rows, columns = self.rows, self._columns
+        nulls: dict[pa.DataType, pa.Array] = {}
+        arrays, padded = [], BATCH_PADDED_CELLS
+        for name, type_ in self._types.items():
+            if type_ not in nulls:
+                nulls[type_] = pa.nulls(rows, type_)
+            column = columns.get(name)
+            if column is not None and name in self._as_text:
+                column = (column[0], [v if v is None or isinstance(v, str) else _text(v) for v in column[1]])
+            if column is None:
+                arrays.append(nulls[type_])
+            elif len(column[0]) == rows:
+                arrays.append(pa.array(column[1], type=type_))
+            elif len(column[0]) * _SPARSE >= rows and padded >= rows:
+                padded -= rows
+                arrays.append(_dense(column, rows, type_))
+            else:
+                arrays.append(_runs(column, rows, type_, nulls[type_]))
+        self._columns, self.rows, self._values = {}, 0, 0
+        return pa.Table.from_arrays(arrays, names=list(self._types))
+
+
+def _dense(column: tuple[list[int], list[Any]], rows: int, type_: pa.DataType) -> pa.Array:
+    present, values = column
+    array = pa.array(values, type=type_)
+    mask = pc.is_in(pa.array(range(rows), pa.int32()), value_set=pa.array(present, pa.int32()))
+    return pc.replace_with_mask(pa.nulls(rows, type_), mask, array)
+
+
+def _runs(column: tuple[list[int], list[Any]], rows: int, type_: pa.DataType, nulls: pa.Array) -> pa.ChunkedArray:
+    """A sparse column as its runs of consecutive values, with zero-copy slices of ``nulls`` between them."""
+    present, values = column
+    array = pa.array(values, type=type_)
+    chunks, row, start = [], 0, 0
+    for end in range(1, len(present) + 1):
+        if end < len(present) and present[end] == present[end - 1] + 1:
+            continue
+        first = present[start]
+        if first > row:
+            chunks.append(nulls.slice(0, first - row))
+        chunks.append(array.slice(start, end - start))
+        row, start = present[end - 1] + 1, end
+    if row < rows:
+        chunks.append(nulls.slice(0, rows - row))
+    return pa.chunked_array(chunks, type=type_)
 
 
 def _too_many_keys(label: str, limits: DocumentLimits) -> ValidationError:
@@ -105,7 +201,13 @@ def _too_many_keys(label: str, limits: DocumentLimits) -> ValidationError:
     )
 
 
+# The kind of a value by its exact type, where that alone decides (integers depend on their size).
+_KIND_OF_TYPE = {type(None): "null", bool: "bool", float: "float", str: "string", _DecimalText: "string"}
+
+
 def _kind(value: Any) -> str:
+    if type(value) is int and -_EXACT_IN_DOUBLE < value < _EXACT_IN_DOUBLE:
+        return "int"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -140,16 +242,23 @@ def _text(value: Any) -> str | None:
 
 def _depth(value: Any) -> int:
     """How deep a JSON value nests (a scalar is 0, ``[]`` is 1), without recursion."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest, level = 0, [(value, 1)]
     while level:
         item, depth = level.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            level.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+        deepest = max(deepest, depth)
+        children = [c for c in (item.values() if isinstance(item, dict) else item) if type(c) in _CONTAINERS]
+        level.extend((child, depth + 1) for child in children)
     return deepest
 
 
-def _check_record(record: Any, where: str, label: str, limits: DocumentLimits) -> dict[str, Any]:
+_CONTAINERS = (dict, list)  # what the decoders make of JSON objects and arrays
+
+
+def _check_record(record: Any, where: str, label: str, limits: DocumentLimits, check: bool) -> dict[str, Any]:
+    if not check:
+        return record
     if not isinstance(record, dict):
         raise ValidationError(
             f"{where} is {_describe(record)}; "
@@ -161,7 +270,7 @@ def _check_record(record: Any, where: str, label: str, limits: DocumentLimits) -
     return record
 
 
-def _json_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits) -> Iterator[dict[str, Any]]:
+def _json_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits, check: bool) -> Iterator[dict[str, Any]]:
     with open_text() as stream, io.TextIOWrapper(stream, encoding="utf-8") as text:
         array = _ArrayReader(text)
         try:
@@ -171,10 +280,10 @@ def _json_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits) -> 
                     raise ValidationError(
                         f"JSON document is {_describe(document)}; expected an object or an array of objects"
                     )
-                yield _check_record(document, "the JSON document", "JSON", limits)
+                yield _check_record(document, "the JSON document", "JSON", limits, check)
                 return
             for number, item in enumerate(array.items(), start=1):
-                yield _check_record(item, f"JSON array element {number}", "JSON", limits)
+                yield _check_record(item, f"JSON array element {number}", "JSON", limits, check)
         except json.JSONDecodeError as e:
             line, column = array.where(e)
             raise ValidationError(f"JSON syntax error at line {line}, column {column}: {e.msg}") from e
@@ -219,6 +328,11 @@ class _ArrayReader:
             return
         while True:
             yield self._element()
+            # The usual case in one step: a comma, and the next element within the window.
+            between = _COMMA.match(self._buffer, self._position)
+            if between is not None and between.end() < len(self._buffer):
+                self._position = between.end()
+                continue
             separator = self._peek()
             self._position += 1
             if separator == "]":
@@ -247,11 +361,10 @@ class _ArrayReader:
     def _peek(self) -> str:
         """The next non-whitespace character (not consumed), or "" at the end."""
         while True:
-            rest = self._buffer[self._position :]
-            stripped = rest.lstrip(" \t\n\r")
-            self._position += len(rest) - len(stripped)
-            if stripped or not self._fill(self._READ):
-                return stripped[:1]
+            # Matched in place: slicing off the rest of the window for each element would copy it every time.
+            self._position = _WHITESPACE.match(self._buffer, self._position).end()
+            if self._position < len(self._buffer) or not self._fill(self._READ):
+                return self._buffer[self._position : self._position + 1]
 
     def _expect_end(self) -> None:
         if self._peek():
@@ -282,7 +395,7 @@ class _ArrayReader:
         return self._lines_before + 1, self._column_before + error.pos + 1
 
 
-def _ndjson_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits) -> Iterator[dict[str, Any]]:
+def _ndjson_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits, check: bool) -> Iterator[dict[str, Any]]:
     with open_text() as stream:
         for number, line in enumerate(stream, start=1):
             if not line.strip():
@@ -295,7 +408,7 @@ def _ndjson_records(open_text: Callable[[], BinaryIO], limits: DocumentLimits) -
                 raise over_limit(
                     "nesting_depth", f"NDJSON line {number} nests too deeply to read", limits.nesting_depth
                 ) from e
-            yield _check_record(value, f"NDJSON line {number}", "NDJSON", limits)
+            yield _check_record(value, f"NDJSON line {number}", "NDJSON", limits, check)
 
 
 def _describe(value: Any) -> str:

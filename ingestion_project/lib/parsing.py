@@ -40,7 +40,7 @@ class ParsedDocument:
 
     format: DocumentFormat
     record_count: int
-    columns: list[dict[str, str]]
+    columns: list[dict[str, str]]  # as landed; a column renamed because its name was reserved has "renamed_from"
     format_decided_by: DecidedBy = DecidedBy.CONTENT  # which signal decided the format
 
     @property
@@ -77,7 +77,7 @@ def parse_document(
             _read_text_format(document_format, content, writer, limits)
     finally:
         writer.discard()  # after close() there is nothing left to discard; after a failure, the encoder stops
-    return ParsedDocument(document_format, writer.rows, columns_of(writer.schema), detection.decided_by)
+    return ParsedDocument(document_format, writer.rows, columns_of(writer.schema, writer.renamed), detection.decided_by)
 
 
 class _Budgeted:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion_project.lib.bronze import LINEAGE_COLUMNS
+from ingestion_project.lib.bronze import RESERVED_COLUMNS
 from ingestion_project.lib.errors import ValidationError
 from ingestion_project.lib.limits import DocumentLimits, check_expansion, over_limit
 
@@ -19,12 +19,13 @@ from ingestion_project.lib.limits import DocumentLimits, check_expansion, over_l
 PARQUET_BATCH_ROWS = 1024
 
 
-def check_columns(names: Sequence[str], label: str) -> None:
-    """Reject empty, duplicate and reserved (lineage) column names.
+def check_columns(names: Sequence[str], label: str, *, refuse_reserved: bool = True) -> None:
+    """Reject empty and duplicate column names, and reserved ones (lineage, rescue, staging's file column) unless
+    ``refuse_reserved`` is off: documents land those renamed (``bronze.landing_names``).
 
     Names are compared ignoring case because dbt reads bronze with DuckDB, whose identifiers ignore case.
     """
-    reserved = {name.casefold() for name in LINEAGE_COLUMNS}
+    reserved = {name.casefold() for name in RESERVED_COLUMNS} if refuse_reserved else set()
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
         folded = name.casefold()
@@ -33,7 +34,7 @@ def check_columns(names: Sequence[str], label: str) -> None:
         if folded in reserved:
             raise ValidationError(
                 f"{label}: column {position} is named {name!r}, which is reserved for the lineage columns "
-                f"({', '.join(LINEAGE_COLUMNS)})"
+                f"({', '.join(RESERVED_COLUMNS)})"
             )
         if folded in seen:
             raise ValidationError(
@@ -54,7 +55,7 @@ def read_parquet(source: BinaryIO, size: int, writer, limits: DocumentLimits) ->
     try:
         parquet = pq.ParquetFile(source)
         _check_footer(parquet.metadata, limits)
-        check_columns(parquet.schema_arrow.names, "Parquet")
+        check_columns(parquet.schema_arrow.names, "Parquet", refuse_reserved=False)
         decoded = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=False):
             decoded += batch.nbytes

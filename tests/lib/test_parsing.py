@@ -30,6 +30,7 @@ class Parsed:
 
     format: DocumentFormat
     table: pa.Table
+    columns: list[dict[str, str]]  # as parse_document reports them (renamed_from included)
 
     @property
     def is_text(self) -> bool:
@@ -57,8 +58,9 @@ def parse(data: bytes, key: str, content_type: str | None = None, limit: int = L
             os.remove(out)
     assert table.num_rows == parsed.record_count
     data_columns = [name for name in table.column_names if name not in LINEAGE_COLUMNS]
-    assert parsed.columns == [{"name": f.name, "type": str(f.type)} for f in table.select(data_columns).schema]
-    return Parsed(parsed.format, table.select(data_columns))
+    landed = [{"name": c["name"], "type": c["type"]} for c in parsed.columns]
+    assert landed == [{"name": f.name, "type": str(f.type)} for f in table.select(data_columns).schema]
+    return Parsed(parsed.format, table.select(data_columns), parsed.columns)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -133,22 +135,31 @@ def test_csv_duplicate_column_name_is_rejected():
         parse(b"id,name,ID\n1,a,2\n", "a.csv")
 
 
-@pytest.mark.parametrize("column", ["_source", "_object_key", "_etag", "_sha256", "_ingested_at", "_row_number"])
-def test_csv_column_named_like_a_lineage_column_is_rejected(column):
-    data = f"id,{column}\n1,x\n".encode()
-    with pytest.raises(ValidationError, match=f"column 2 is named '{column}', which is reserved"):
-        parse(data, "a.csv")
+@pytest.mark.parametrize("column", [*LINEAGE_COLUMNS, "_rescued_data", "_bronze_file", "_BRONZE_FILE"])
+def test_csv_column_named_like_a_reserved_column_lands_renamed(column):
+    parsed = parse(f"id,{column}\n1,x\n".encode(), "a.csv")
+    assert parsed.table.column_names == ["id", f"{column}_1"]
+    assert parsed.table.to_pylist() == [{"id": 1, f"{column}_1": "x"}]
+    assert parsed.columns[1] == {"name": f"{column}_1", "type": "string", "renamed_from": column}
+    assert "renamed_from" not in parsed.columns[0]
 
 
-def test_json_column_named_like_a_lineage_column_is_rejected():
-    with pytest.raises(ValidationError, match="JSON: column 1 is named '_ETAG', which is reserved"):
-        parse(b'[{"_ETAG": "x"}]', "a.json")
+def test_a_rename_skips_names_the_document_already_has():
+    parsed = parse(b"_bronze_file,_BRONZE_FILE_1,_source\na,b,c\n", "a.csv")
+    assert parsed.table.column_names == ["_bronze_file_2", "_BRONZE_FILE_1", "_source_1"]
+    assert parsed.table.to_pylist() == [{"_bronze_file_2": "a", "_BRONZE_FILE_1": "b", "_source_1": "c"}]
 
 
-def test_parquet_column_named_like_a_lineage_column_is_rejected():
+def test_json_column_named_like_a_lineage_column_lands_renamed():
+    parsed = parse(b'[{"_ETAG": "x", "n": 1}]', "a.json")
+    assert parsed.table.to_pylist() == [{"_ETAG_1": "x", "n": 1}]
+    assert parsed.columns[0]["renamed_from"] == "_ETAG"
+
+
+def test_parquet_column_named_like_a_lineage_column_lands_renamed():
     data = parquet_bytes(pa.table({"id": [1], "_row_number": [0]}))
-    with pytest.raises(ValidationError, match="Parquet: column 2 is named '_row_number', which is reserved"):
-        parse(data, "a.parquet")
+    parsed = parse(data, "a.parquet")
+    assert parsed.table.to_pylist() == [{"id": 1, "_row_number_1": 0}]
 
 
 def test_json_array_of_objects_becomes_rows_with_missing_keys_null():

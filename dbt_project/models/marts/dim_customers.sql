@@ -14,6 +14,8 @@ customers as (
     inner join document_versions
         on customers.document_version_id = document_versions.document_version_id
     where document_versions.is_latest_version
+        -- A version with a value that did not type is held back whole (fct_rejected_rows shows it).
+        and not coalesce(customers.is_rejected_version, false)
     qualify row_number() over (
         partition by customers.customer_id
         order by

@@ -61,6 +61,8 @@ current_orders as (
     inner join document_versions
         on orders.document_version_id = document_versions.document_version_id
     where document_versions.is_latest_version
+        -- A version with a value that did not type is held back whole (fct_rejected_rows shows it).
+        and not coalesce(orders.is_rejected_version, false)
         {%- if is_incremental() %}
         and orders.order_id in (select order_id from affected_orders)
         {%- endif %}

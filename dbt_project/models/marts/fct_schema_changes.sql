@@ -9,7 +9,7 @@ schema_versions as (
 final as (
 
     -- The versions whose schema differs from their source's schema before them (and each source's first), and
-    -- those whose source's contract rescued or discarded something.
+    -- those whose source's contract rescued or discarded something, or with a column renamed at landing.
     select
         schema_version_id,
         document_version_id,
@@ -24,9 +24,11 @@ final as (
         cast(json_array_length(columns_added) as bigint) as added_count,
         cast(json_array_length(columns_removed) as bigint) as removed_count,
         cast(json_array_length(columns_retyped) as bigint) as retyped_count,
+        cast(json_array_length(columns_renamed) as bigint) as renamed_count,
         columns_added,
         columns_removed,
         columns_retyped,
+        columns_renamed,
         contract_mode,
         unexpected_columns,
         missing_columns,
@@ -39,6 +41,7 @@ final as (
         or fingerprint <> previous_fingerprint
         or coalesce(rescued_rows, 0) > 0
         or coalesce(discarded_values, 0) > 0
+        or json_array_length(columns_renamed) > 0
 
 )
 

@@ -1,6 +1,8 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns') }}
 
 {%- set files = new_bronze_versions('tables/customers', this if is_incremental() else none) %}
+{#- The typed columns: a value that does not read as its type is null here and listed in rejected_values. #}
+{%- set typed = {'signed_up_date': ['source.signed_up_at', 'date']} %}
 
 with
 
@@ -25,10 +27,12 @@ renamed as (
         trim(cast(source.name as varchar)) as customer_name,
         lower(trim(cast(source.email as varchar))) as email,
         trim(cast(source.country as varchar)) as country,
-        cast(source.signed_up_at as date) as signed_up_date,
+        {{ typed_value('source.signed_up_at', 'date') }} as signed_up_date,
+        -- Without a contract: the values of this row that did not type; every row of such a version is held back.
+        {{ rejected_values(typed) }} as rejected_values,
         -- Under a rescue contract: what did not fit, as JSON; new columns of documents in evolve mode follow.
         source._rescued_data as rescued_data,
-        {{- extra_bronze_columns(source('bronze', 'customers'), files, 'source', ['document_version_id', 'customer_id', 'customer_name', 'email', 'country', 'signed_up_date', 'rescued_data', 'source', 'object_key', 'etag', 'ingested_at', 'source_row_number', 'loaded_at']) }}
+        {{- extra_bronze_columns(source('bronze', 'customers'), files, 'source', ['document_version_id', 'customer_id', 'customer_name', 'email', 'country', 'signed_up_date', 'rejected_values', 'is_rejected_version', 'rescued_data', 'source', 'object_key', 'etag', 'ingested_at', 'source_row_number', 'loaded_at']) }}
         source._source as source,
         source._object_key as object_key,
         source._etag as etag,
@@ -40,6 +44,16 @@ renamed as (
     inner join documents
         on source._bronze_file = documents.data_path
 
+),
+
+flagged as (
+
+    -- A build reads every row of a version at once, so the window sees the whole document.
+    select
+        *,
+        bool_or(rejected_values is not null) over (partition by document_version_id) as is_rejected_version
+    from renamed
+
 )
 
-select * from renamed
+select * from flagged

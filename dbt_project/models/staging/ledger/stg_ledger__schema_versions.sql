@@ -24,6 +24,11 @@ renamed as (
         cast(columns_removed as json) as columns_removed,
         cast(columns_retyped as json) as columns_retyped,
         cast(columns_json as json) as columns,
+        -- Columns landed under another name because the document's was reserved (`_bronze_file` → `_bronze_file_1`).
+        cast(to_json(list_transform(
+            list_filter(cast(columns_json as json[]), lambda entry: (entry ->> 'renamed_from') is not null),
+            lambda entry: json_object('from', entry ->> 'renamed_from', 'to', entry ->> 'name')
+        )) as json) as columns_renamed,
         contract_json ->> 'mode' as contract_mode,
         cast(contract_json -> 'unexpected_columns' as json) as unexpected_columns,
         cast(contract_json -> 'missing_columns' as json) as missing_columns,
