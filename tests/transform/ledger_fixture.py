@@ -51,6 +51,14 @@ PROCESSED_FILES_COLUMNS = {
     "request_key": "varchar",
     "request_count": "integer",
     "error_traceback": "varchar",
+    # 0008: the committed bronze of a SUCCESS version, and when it was last verified.
+    "bronze_manifest_key": "varchar",
+    "bronze_manifest_bytes": "bigint",
+    "bronze_manifest_sha256": "varchar",
+    "bronze_data_key": "varchar",
+    "bronze_data_bytes": "bigint",
+    "bronze_data_sha256": "varchar",
+    "bronze_verified_at": "timestamptz",
     "snapshot_at": "timestamptz",
 }
 DEAD_LETTERS_COLUMNS = {

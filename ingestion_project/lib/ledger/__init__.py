@@ -24,6 +24,7 @@ from ingestion_project.lib.ledger.schema import (
     watermarks,
 )
 from ingestion_project.lib.ledger.store import (
+    BRONZE_LOST,
     END_FIGURES,
     SOURCE_REMOVED,
     Failure,
@@ -35,6 +36,7 @@ from ingestion_project.lib.ledger.store import (
 )
 
 __all__ = [
+    "BRONZE_LOST",
     "END_FIGURES",
     "IN_FLIGHT",
     "SOURCE_REMOVED",

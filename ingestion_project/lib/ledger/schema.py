@@ -77,6 +77,15 @@ processed_files = sa.Table(
     sa.Column("request_key", sa.Text),
     sa.Column("request_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error_traceback", sa.Text),
+    # 0008: the committed bronze of a SUCCESS version — the attempt's manifest and data file (keys relative to the
+    # bronze root), their size and sha256 — and when the integrity check last found them intact.
+    sa.Column("bronze_manifest_key", sa.Text),
+    sa.Column("bronze_manifest_bytes", sa.BigInteger),
+    sa.Column("bronze_manifest_sha256", sa.String(64)),
+    sa.Column("bronze_data_key", sa.Text),
+    sa.Column("bronze_data_bytes", sa.BigInteger),
+    sa.Column("bronze_data_sha256", sa.String(64)),
+    sa.Column("bronze_verified_at", UtcDateTime()),
     sa.UniqueConstraint("source", "bucket", "object_key", "etag", name="uq_processed_files_version"),
     sa.Index("ix_processed_files_source_key", "source", "bucket", "object_key"),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
@@ -84,6 +93,7 @@ processed_files = sa.Table(
     sa.Index("ix_processed_files_source_status", "source", "status"),
     sa.Index("ix_processed_files_status_lease", "status", "lease_expires_at"),
     sa.Index("ix_processed_files_request_key", "request_key"),
+    sa.Index("ix_processed_files_status_verified", "status", "bronze_verified_at"),
 )
 
 dead_letters = sa.Table(
