@@ -11,14 +11,15 @@ from ingestion_project.failures.health import run_checks
     asset=RAW_DOCUMENTS,
     name="platform_is_healthy",
     description=(
-        "The checks of `make health`: S3 per source and bronze, the ledger, the warehouse, the sensor daemon and "
-        "sensor ticks, the oldest document in flight. Fails (a warning) naming what is wrong."
+        "The checks of `make health`: S3 per source and bronze, the ledger, a sample of bronze's integrity, the "
+        "warehouse, the sensor daemon and sensor ticks, the oldest document in flight. Fails (a warning) naming "
+        "what is wrong."
     ),
 )
 def platform_is_healthy(
     context: dg.AssetCheckExecutionContext, ingestion: IngestionResource, ledger: LedgerResource
 ) -> dg.AssetCheckResult:
-    checks = run_checks(settings=ingestion.settings(), ledger=ledger, instance=context.instance)
+    checks = run_checks(settings=ingestion.settings(), ledger=ledger, instance=context.instance, ingestion=ingestion)
     failed = [check for check in checks if not check.ok]
     return dg.AssetCheckResult(
         passed=not failed,
