@@ -19,7 +19,6 @@ from urllib.parse import unquote, urlsplit
 import dagster as dg
 import pytest
 
-from ingestion_project.failures.assets import ingestion_ledger
 from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import (
     MANIFESTS,
@@ -32,7 +31,7 @@ from tests.failures.s3_support import (
     worker,
     write_request,
 )
-from tests.transform.conftest import build_warehouse
+from tests.transform.conftest import snapshot_and_build
 
 KEY = "in/orders.csv"
 GOOD = (
@@ -81,11 +80,8 @@ def freeze(process, ledger_path: str, tries: int = 20) -> None:
 
 def warehouse(ledger_resource, bronze_bucket: str, path, monkeypatch, *, full_refresh: bool = False):
     """The ledger snapshot, then a dbt build over the bronze bucket, into the DuckDB file at ``path``."""
-    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(path))
-    assert dg.materialize([ingestion_ledger], resources={"ledger": ledger_resource}).success
-    build = build_warehouse([f"s3://{bronze_bucket}/bronze"], path, monkeypatch, full_refresh=full_refresh)
-    assert build.result.success
-    return build
+    roots = [f"s3://{bronze_bucket}/bronze"]
+    return snapshot_and_build(ledger_resource, roots, path, monkeypatch, full_refresh=full_refresh)
 
 
 def orders_row(pipeline: Pipeline) -> dict:
