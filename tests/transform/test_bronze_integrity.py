@@ -6,16 +6,18 @@ dead letter. Every version stays in exactly one state."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
 from devtools.ticks import tick_sensor
 from ingestion_project.failures.health import run_checks
-from ingestion_project.failures.integrity import bronze_is_intact, verify_bronze
+from ingestion_project.failures.integrity import STALE_LEASES, bronze_is_intact, verify_bronze
 from ingestion_project.ingestion.assets import raw_documents
 from ingestion_project.ingestion.sensors import document_discovery_sensor
 from ingestion_project.lib.ledger import is_balanced
+from tests.failures.s3_support import wait_until
 from tests.ingestion.test_raw_documents import run_batch
 from tests.transform.conftest import snapshot_and_build
 
@@ -29,6 +31,7 @@ CUSTOMERS = (
     "C1,Ana,a@example.com,BR,2026-01-01\nC2,Li,l@example.com,IE,2026-01-02\n"
 )
 A_ORDERS, B_ORDERS = {"O-1", "O-2"}, {"O-3", "O-4"}
+LEASE_SECONDS = 2
 
 
 class Platform:
@@ -97,7 +100,7 @@ def platform(s3_client, fresh_bucket, write_sources, resources_for, tmp_path, mo
         {"name": "orders", "type": "s3", "bucket": fresh_bucket, "prefix": "in/"},
         {"name": "customers", "type": "s3", "bucket": fresh_bucket, "prefix": "customers/"},
     ]
-    resources = resources_for(write_sources(sources, bronze_bucket=bronze_bucket))
+    resources = resources_for(write_sources(sources, bronze_bucket=bronze_bucket, lease_seconds=LEASE_SECONDS))
     with dg.DagsterInstance.ephemeral() as instance:
         platform = Platform(s3_client, fresh_bucket, bronze_bucket, resources, instance, tmp_path, monkeypatch)
         assert platform.land() == 2
@@ -182,3 +185,27 @@ def test_the_check_verifies_a_bounded_number_of_versions_least_recently_verified
     assert (first.checked, second.checked) == (2, 2)
     verified = [row["bronze_verified_at"] for row in platform.book.versions()]
     assert all(at is not None for at in verified)  # the second pass began with the one the first left out
+
+
+def test_files_of_a_lost_attempt_are_swept_once_no_live_run_can_own_them(platform):
+    row = platform.row("in/a.csv")
+    committed = f"bronze/{row['bronze_manifest_key']}"
+    # What a worker that lost its lease and died before cleaning up leaves: a manifest and data of its attempt.
+    orphans = [key.replace(key.rsplit(".", 2)[1], "0123456789abcdef") for key in (committed, committed)]
+    orphans[1] = orphans[1].replace("bronze/documents/", "bronze/tables/", 1)
+    for key in orphans:
+        platform.s3.put_object(Bucket=platform.bronze_bucket, Key=key, Body=b"late")
+    written_at = datetime.now(UTC)
+
+    young = verify_bronze(platform.book, platform.resources["ingestion"])
+    assert young.swept == 0 and young.intact == 3  # a live attempt may still be writing them
+    wait_until(
+        lambda: datetime.now(UTC) - written_at > timedelta(seconds=STALE_LEASES * LEASE_SECONDS + 1),
+        30,
+        "the orphans to be older than three leases",
+    )
+    old = verify_bronze(platform.book, platform.resources["ingestion"])
+    assert old.swept == 2 and old.intact == 3
+    present = {item["Key"] for item in platform.s3.list_objects_v2(Bucket=platform.bronze_bucket)["Contents"]}
+    assert not present & set(orphans)
+    assert {committed, f"bronze/{row['bronze_data_key']}"} <= present
