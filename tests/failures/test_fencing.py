@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import dagster as dg
 import pytest
 
+from ingestion_project.failures.integrity import verify_bronze
 from tests.failures.conftest import Pipeline
 from tests.failures.s3_support import (
     MANIFESTS,
@@ -176,6 +177,9 @@ def test_a_frozen_worker_whose_manifest_put_lands_late_never_makes_bronze_disagr
     assert orders_row(pipeline) == row  # A changed nothing in the ledger
     # Bronze holds exactly the committed files of SUCCESS versions, and every version is in one end state.
     assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket, also={"QUARANTINED"})
+    # B's files are exactly what its commit recorded (size and sha256): nothing of A's reached them.
+    integrity = verify_bronze(pipeline.ledger, pipeline.resources["ingestion"], repair=False)
+    assert (integrity.checked, integrity.findings) == (1 + (max_attempts > 1), [])
 
     # Later builds, incremental and full refresh, still show B's rows only.
     for full_refresh in (False, True):
