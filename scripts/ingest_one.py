@@ -20,7 +20,7 @@ import time
 def platform(sources_file: str, source_name: str, key: str) -> dict:
     from ingestion_project.core.resources import IngestionResource, S3Resource
     from ingestion_project.ingestion.documents import ingest_document
-    from ingestion_project.lib.bronze import BronzeRoot
+    from ingestion_project.lib.bronze_commit import BronzeRoot
     from ingestion_project.lib.keys import DocumentRef
     from ingestion_project.lib.versions import DocumentVersion
 

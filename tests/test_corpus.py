@@ -8,7 +8,8 @@ import pytest
 from ingestion_project.config import LocalSourceConfig, parse_size
 from ingestion_project.ingestion.documents import IngestedDocument, ingest_document
 from ingestion_project.lib import errors
-from ingestion_project.lib.bronze import BronzeRoot, BronzeVersion
+from ingestion_project.lib.bronze import BronzeVersion
+from ingestion_project.lib.bronze_commit import BronzeRoot
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
 from ingestion_project.lib.versions import DocumentVersion

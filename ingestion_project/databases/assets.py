@@ -29,7 +29,8 @@ from ingestion_project.core.heartbeat import Heartbeat
 from ingestion_project.core.keys import table_asset_key
 from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.databases.extract import classified, extract, extraction_id, write_bronze
-from ingestion_project.lib.bronze import BronzeObjects, BronzeRoot, BronzeVersion, Lineage, manifest_row
+from ingestion_project.lib.bronze import BronzeVersion, Lineage, manifest_row
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Failure, Ledger
 from ingestion_project.lib.spool import Scratch

@@ -19,7 +19,8 @@ import dagster as dg
 from ingestion_project.core.dead_letters import record_key, write_pending
 from ingestion_project.core.keys import RAW_DOCUMENTS
 from ingestion_project.core.resources import IngestionResource, LedgerResource
-from ingestion_project.lib.bronze import BronzeObjects, BronzeRoot, BronzeVersion
+from ingestion_project.lib.bronze import BronzeVersion
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.errors import DocumentError
 from ingestion_project.lib.ledger import BRONZE_LOST, Failure, Ledger
 from ingestion_project.lib.versions import DocumentVersion

@@ -12,15 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion_project.config import LocalSourceConfig, S3SourceConfig
-from ingestion_project.lib.bronze import (
-    LINEAGE_COLUMNS,
-    BronzeObjects,
-    BronzeRoot,
-    BronzeVersion,
-    Lineage,
-    columns_of,
-    manifest_row,
-)
+from ingestion_project.lib.bronze import LINEAGE_COLUMNS, BronzeVersion, Lineage, columns_of, manifest_row
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.contracts import ContractOutcome, apply_contract
 from ingestion_project.lib.errors import DocumentError, ValidationError
 from ingestion_project.lib.keys import DocumentRef

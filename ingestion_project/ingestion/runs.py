@@ -26,7 +26,7 @@ from ingestion_project.core.failure_classes import error_class, limits_for, next
 from ingestion_project.core.heartbeat import Heartbeat
 from ingestion_project.core.resources import IngestionResource
 from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostError, ingest_document
-from ingestion_project.lib.bronze import BronzeObjects, BronzeRoot
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ingestion_project.lib.bronze import BronzeObjects
+from ingestion_project.lib.bronze_commit import BronzeObjects
 from ingestion_project.lib.ledger.schema import (
     IN_FLIGHT,
     TERMINAL,
