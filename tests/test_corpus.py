@@ -9,6 +9,7 @@ from ingestion_project.config import LocalSourceConfig, parse_size
 from ingestion_project.ingestion.documents import IngestedDocument, ingest_document
 from ingestion_project.lib import errors
 from ingestion_project.lib.bronze import BronzeVersion
+from ingestion_project.lib.bronze_commit import BronzeRoot
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.object_store import LocalObjectStore
 from ingestion_project.lib.versions import DocumentVersion
@@ -82,12 +83,18 @@ class Landing:
         return DocumentVersion(self.ref(case), info.etag, info.version_id, info.size, info.last_modified)
 
     def ingest(self, case: Case) -> IngestedDocument:
-        bronze = (LocalObjectStore(self.bronze_dir), "")
-        return ingest_document(self.pin(case), self.config, self.store, bronze)
+        bronze = BronzeRoot(LocalObjectStore(self.bronze_dir))
+        # No ledger here: the commit is recorded by accepting it.
+        document, _ = ingest_document(
+            self.pin(case), self.config, self.store, bronze, attempt="corpus", record=lambda document: True
+        )
+        return document
 
     def manifest(self, case: Case, document: IngestedDocument) -> dict:
-        version = BronzeVersion(self.ref(case), document.version.etag, document.is_text)
-        [row] = pq.read_table(self.bronze_dir / version.manifest_key).to_pylist()
+        assert document.bronze.manifest_key.startswith(
+            BronzeVersion(self.ref(case), document.version.etag, document.is_text).attempt_prefixes()[0]
+        )
+        [row] = pq.read_table(self.bronze_dir / document.bronze.manifest_key).to_pylist()
         return row
 
     def bronze_files(self) -> list:

@@ -4,8 +4,9 @@
     every root of the `bronze_roots` var); each data model reads the data files of the versions whose manifest it
     has not read yet (the manifest says where the data is). Everything downstream reads these tables, never bronze.
 
-    A version is committed once its manifest exists (ingestion writes the data file first and the manifest last),
-    so a data file whose manifest never landed — its document failed — is never read.
+    A version is committed when the ledger's SUCCESS names its manifest (macros/committed_bronze.sql): every
+    attempt writes its own files, so a data file or manifest of an attempt that failed or lost its lease is never
+    read. A committed data file that has gone missing is passed over with a warning.
 #}
 
 
@@ -39,8 +40,9 @@
 
 
 {#
-    Data files of the committed versions of a bronze dataset (`tables/<source>` or `text`) that have rows and
-    that `loaded` (the model being built, when incremental) holds no row of yet.
+    Data files of the committed versions of a bronze dataset (`tables/<source>` or `text`) that have rows, that
+    `loaded` (the model being built, when incremental) holds no row of yet, and that exist (a missing one is passed
+    over with a warning, see present_bronze_files).
 #}
 {% macro new_bronze_versions(dataset, loaded=none) %}
     {%- if not execute -%}
@@ -54,9 +56,8 @@
             {%- if loaded is not none %}
             and document_version_id not in (select distinct document_version_id from {{ loaded }})
             {%- endif %}
-        order by 1
     {%- endset -%}
-    {{ return(run_query(query).columns[0].values() | list) }}
+    {{ return(present_bronze_files(dataset, query)) }}
 {% endmacro %}
 
 

@@ -17,6 +17,8 @@ new arrives, so a broken dbt test does not loop.
 
 import dagster as dg
 
+from ingestion_project.core.keys import INGESTION_LEDGER
+
 AC = dg.AutomationCondition
 
 _SELF_UPDATED = AC.newly_updated()
@@ -29,16 +31,16 @@ _DEP_NEWLY_FAILED = AC.any_deps_match(AC.execution_failed().newly_true()).with_l
 _HOURLY = AC.cron_tick_passed("0 * * * *").with_label("hourly")
 
 
-def _after(*news: dg.AutomationCondition) -> dg.AutomationCondition:
-    """True while any of ``news`` happened after the asset's last update (or a parent is requested now), unless
-    its build is in progress, or its last build failed and nothing new arrived this tick."""
+def _after(*news: dg.AutomationCondition, requested: dg.AutomationCondition = _DEP_REQUESTED) -> dg.AutomationCondition:
+    """True while any of ``news`` happened after the asset's last update (or a parent is ``requested`` now),
+    unless its build is in progress, or its last build failed and nothing new arrived this tick."""
     outdated = AC.newly_missing().since(_SELF_UPDATED)
     for event in news:
         outdated = outdated | event.since(_SELF_UPDATED)
-    anything_new = _DEP_REQUESTED
+    anything_new = requested
     for event in news:
         anything_new = anything_new | event
-    return (outdated | _DEP_REQUESTED) & ~AC.in_progress() & (~AC.execution_failed() | anything_new)
+    return (outdated | requested) & ~AC.in_progress() & (~AC.execution_failed() | anything_new)
 
 
 LEDGER_SNAPSHOT_CONDITION = _after(_DEP_UPDATED, _DEP_NEWLY_FAILED, _HOURLY).with_label(
@@ -48,3 +50,15 @@ LEDGER_SNAPSHOT_CONDITION = _after(_DEP_UPDATED, _DEP_NEWLY_FAILED, _HOURLY).wit
 WAREHOUSE_MODEL_CONDITION = _after(_DEP_UPDATED, _HOURLY).with_label(
     "when missing, after its sources or parents update, and hourly"
 )
+
+# The staged manifests read the ledger snapshot only to know which manifests are committed: the snapshot orders
+# their build (it runs first when both are requested) but does not start it — a pass of failures refreshes the
+# snapshot and lands no bronze, so staging has nothing new to read.
+_NOT_THE_SNAPSHOT = dg.AssetSelection.assets(INGESTION_LEDGER)
+STAGED_MANIFESTS_CONDITION = _after(
+    AC.any_deps_match(AC.newly_updated()).ignore(_NOT_THE_SNAPSHOT).with_label("any_bronze_deps_newly_updated"),
+    _HOURLY,
+    requested=AC.any_deps_match(AC.will_be_requested())
+    .ignore(_NOT_THE_SNAPSHOT)
+    .with_label("any_bronze_deps_will_be_requested"),
+).with_label("when missing, after bronze lands, and hourly")

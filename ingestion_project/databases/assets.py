@@ -12,7 +12,9 @@ so that extraction is full.
 import os
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import dagster as dg
 import pyarrow as pa
@@ -27,7 +29,8 @@ from ingestion_project.core.heartbeat import Heartbeat
 from ingestion_project.core.keys import table_asset_key
 from ingestion_project.core.resources import IngestionResource, LedgerResource
 from ingestion_project.databases.extract import classified, extract, extraction_id, write_bronze
-from ingestion_project.lib.bronze import PARQUET_CONTENT_TYPE, BronzeVersion, Lineage, manifest_row, to_parquet_bytes
+from ingestion_project.lib.bronze import BronzeVersion, Lineage, manifest_row
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import Failure, Ledger
 from ingestion_project.lib.spool import Scratch
@@ -35,6 +38,7 @@ from ingestion_project.lib.versions import DocumentVersion
 
 DATABASES_GROUP = "databases"
 DEFAULT_MAX_ROWS = 50_000_000
+T = TypeVar("T")
 
 
 class ExtractionConfig(dg.Config):
@@ -140,19 +144,24 @@ def run_extraction(
                 forgotten = book.reset_watermark(source.name, spec.label)
                 context.log.warning(f"Watermark of {spec.label} reset (was {forgotten.value if forgotten else 'none'})")
             since = book.watermark(source.name, spec.label) if spec.load == "incremental" else None
-            landed = _land(ingestion, source, spec, row, since)
+
+            def record(landed: dict, objects: BronzeObjects) -> list[dict] | None:
+                # The commit: the fenced SUCCESS names this attempt's files as the extraction's.
+                return book.succeed(
+                    row["id"],
+                    lease.token,
+                    sha256=landed["sha256"],
+                    records=landed["rows"],
+                    bytes_read=landed["bytes"],
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    columns=landed["columns"],
+                    watermark=landed["watermark"],
+                    bronze=objects,
+                )
+
+            landed, closed = _land(ingestion, source, spec, row, since, attempt=lease.token, record=record)
         except Exception as error:  # noqa: BLE001 - every failure is recorded before the step fails
             _failed(context, ingestion, book, source, row, lease.token, error)
-        closed = book.succeed(
-            row["id"],
-            lease.token,
-            sha256=landed["sha256"],
-            records=landed["rows"],
-            bytes_read=landed["bytes"],
-            duration_ms=int((time.monotonic() - started) * 1000),
-            columns=landed["columns"],
-            watermark=landed["watermark"],
-        )
     if closed is None:
         raise dg.Failure(f"lost the lease on extraction {row['etag']} before recording it", allow_retries=False)
     if landed["rescued_values"]:
@@ -195,9 +204,18 @@ def _extraction_row(book: Ledger, source: PostgresSourceConfig, spec: DatabaseTa
 
 
 def _land(
-    ingestion: IngestionResource, source: PostgresSourceConfig, spec: DatabaseTableConfig, row: dict, since
-) -> dict:
-    """Extract into scratch space, then write the data file and, last, the manifest (the commit)."""
+    ingestion: IngestionResource,
+    source: PostgresSourceConfig,
+    spec: DatabaseTableConfig,
+    row: dict,
+    since,
+    *,
+    attempt: str,
+    record: Callable[[dict, BronzeObjects], T | None],
+) -> tuple[dict, T | None]:
+    """Extract into scratch space, then commit the data file and the manifest as documents do (``BronzeRoot.commit``:
+    named by ``attempt``, and ``record`` — the fenced SUCCESS — decides). Returns what landed and what ``record``
+    returned (None: the lease was lost, and the attempt's files are removed)."""
     version = DocumentVersion.from_row(row)
     engine = sa.create_engine(source.url(), pool_pre_ping=True)
     try:
@@ -210,10 +228,9 @@ def _land(
                 write_bronze(scratch.file("rows.arrow"), lineage, data, max_rows=DEFAULT_MAX_ROWS)
             else:  # nothing new (or an empty table): an empty file keeps the layout whole
                 pq.write_table(pa.table({}), data)
-            bronze = BronzeVersion(version.ref, version.etag, is_text=False)
-            store, prefix = ingestion.bronze_store(source.name)
-            in_root = (lambda key: f"{prefix}/{key}") if prefix else (lambda key: key)
-            bronze_path = store.write_file(in_root(bronze.data_key), data, PARQUET_CONTENT_TYPE)
+            bronze = BronzeVersion(version.ref, version.etag, is_text=False, attempt=attempt)
+            root = BronzeRoot(*ingestion.bronze_store(source.name))
+            bronze_path = root.uri(bronze.data_key)
             manifest = manifest_row(
                 source=source.name,
                 bucket=source.bucket,
@@ -231,18 +248,19 @@ def _land(
                 ingested_at=ingested_at,
                 discovery_seq=version.seq,
             )
-            store.write_atomic(in_root(bronze.manifest_key), to_parquet_bytes(manifest), PARQUET_CONTENT_TYPE)
+            landed = {
+                "rows": extraction.rows,
+                "sha256": extraction.sha256,
+                "bytes": extraction.bytes_read,
+                "columns": extraction.columns,
+                "watermark": extraction.watermark,
+                "rescued_values": extraction.rescued_values,
+                "bronze_path": bronze_path,
+            }
+            recorded = root.commit(bronze, data, manifest, lambda objects: record(landed, objects))
     finally:
         engine.dispose()
-    return {
-        "rows": extraction.rows,
-        "sha256": extraction.sha256,
-        "bytes": extraction.bytes_read,
-        "columns": extraction.columns,
-        "watermark": extraction.watermark,
-        "rescued_values": extraction.rescued_values,
-        "bronze_path": bronze_path,
-    }
+    return landed, recorded
 
 
 def _failed(

@@ -1,9 +1,9 @@
 """`make health` (python -m ingestion_project.failures.health): is the platform healthy right now?
 
-One line per check — each S3 source and the bronze bucket reachable, the ledger open and migrated, the warehouse
-readable and built, the sensors ticking, the oldest document in flight not too old — then exit 0 when all are
-ok and 1 when any is not. It reads the same environment as Dagster (sources file, AWS_*, ledger URL, warehouse
-path, DAGSTER_HOME).
+One line per check — each S3 source and the bronze bucket reachable, the ledger open and migrated, bronze intact
+(a sample of SUCCESS versions' files against their recorded size and sha256), the warehouse readable and built, the
+sensors ticking, the oldest document in flight not too old — then exit 0 when all are ok and 1 when any is not.
+It reads the same environment as Dagster (sources file, AWS_*, ledger URL, warehouse path, DAGSTER_HOME).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ingestion_project.config import Settings, default_settings
-from ingestion_project.core.resources import LedgerResource, S3Resource
+from ingestion_project.core.resources import IngestionResource, LedgerResource, S3Resource
 from ingestion_project.core.warehouse import warehouse_path
 
 SENSORS = ("document_discovery_sensor", "warehouse_automation_sensor")
 DEFAULT_MAX_IN_FLIGHT = timedelta(hours=1)
 DEFAULT_MAX_TICK_AGE = timedelta(minutes=10)
+# Versions whose bronze one `make health` verifies (the least recently verified): a probe, not a full scan.
+HEALTH_BRONZE_SAMPLE = 20
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,24 @@ def ledger_checks(ledger: LedgerResource, max_in_flight: timedelta) -> Iterator[
         waiting <= max_in_flight,
         f"{oldest['partition_key']} {oldest['status']} for {str(waiting).split('.')[0]} (limit {max_in_flight})",
     )
+
+
+def bronze_check(ingestion: IngestionResource, ledger: LedgerResource) -> Check:
+    """A sample of SUCCESS versions' committed files exist with their recorded size and sha256 (report only: the
+    `bronze_is_intact` check repairs, and advances the cursor)."""
+    from ingestion_project.failures.integrity import verify_bronze
+
+    report_holder = {}
+
+    def probe() -> str:
+        report = report_holder["report"] = verify_bronze(
+            ledger.ledger(), ingestion, limit=HEALTH_BRONZE_SAMPLE, repair=False
+        )
+        if report.findings:
+            raise RuntimeError(report.summary())
+        return report.summary()
+
+    return _timed("bronze integrity", probe)
 
 
 def warehouse_check() -> Check:
@@ -162,10 +182,18 @@ def run_checks(
     max_in_flight: timedelta = DEFAULT_MAX_IN_FLIGHT,
     max_tick_age: timedelta = DEFAULT_MAX_TICK_AGE,
     instance=None,
+    ingestion: IngestionResource | None = None,
 ) -> list[Check]:
-    settings = settings or default_settings()
+    """The checks, in order. Bronze integrity needs the stores: it is checked with ``ingestion``, or with the
+    environment's when neither ``settings`` nor ``ingestion`` is given (as `make health` runs)."""
+    if ingestion is None and settings is None:
+        ingestion = IngestionResource(s3=S3Resource(max_attempts=1))
+    settings = settings or (ingestion.settings() if ingestion is not None else default_settings())
     checks = list(s3_checks(settings, S3Resource(max_attempts=1).get_client()))
-    checks += ledger_checks(ledger or LedgerResource(), max_in_flight)
+    ledger = ledger or LedgerResource()
+    checks += ledger_checks(ledger, max_in_flight)
+    if ingestion is not None:
+        checks.append(bronze_check(ingestion, ledger))
     if warehouse:
         checks.append(warehouse_check())
     if sensors:

@@ -12,8 +12,8 @@ from ingestion_project.failures.health import run_checks
     name="platform_is_healthy",
     description=(
         "The checks of `make health` that this code location can run where it runs: S3 per source and bronze, the "
-        "ledger, the sensor daemon and sensor ticks, the oldest document in flight. Not the warehouse, which only "
-        "the warehouse location's pods mount. Fails (a warning) naming what is wrong."
+        "ledger, a sample of bronze's integrity, the sensor daemon and sensor ticks, the oldest document in flight. "
+        "Not the warehouse, which only the warehouse location's pods mount. Fails (a warning) naming what is wrong."
     ),
 )
 def platform_is_healthy(
@@ -21,7 +21,9 @@ def platform_is_healthy(
 ) -> dg.AssetCheckResult:
     # The warehouse is mounted only where it is built (the warehouse location's pods): checking it from here would
     # always warn in a deployment where this location's pods do not mount it.
-    checks = run_checks(settings=ingestion.settings(), ledger=ledger, instance=context.instance, warehouse=False)
+    checks = run_checks(
+        settings=ingestion.settings(), ledger=ledger, instance=context.instance, ingestion=ingestion, warehouse=False
+    )
     failed = [check for check in checks if not check.ok]
     return dg.AssetCheckResult(
         passed=not failed,

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion_project.config import LocalSourceConfig, S3SourceConfig
-from ingestion_project.lib.bronze import (
-    LINEAGE_COLUMNS,
-    PARQUET_CONTENT_TYPE,
-    BronzeVersion,
-    Lineage,
-    columns_of,
-    manifest_row,
-    to_parquet_bytes,
-)
+from ingestion_project.lib.bronze import LINEAGE_COLUMNS, BronzeVersion, Lineage, columns_of, manifest_row
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.contracts import ContractOutcome, apply_contract
 from ingestion_project.lib.errors import DocumentError, ResourceError, ValidationError
 from ingestion_project.lib.keys import DocumentRef
@@ -51,26 +45,39 @@ class IngestedDocument:
     format_decided_by: str = "content"
     document_columns: list[dict[str, str]] | None = None  # as the document had them (the schema history's)
     contract: ContractOutcome | None = None
+    bronze: BronzeObjects | None = None  # the attempt's files, as the ledger's SUCCESS records them
 
     @property
     def ref(self) -> DocumentRef:
         return self.version.ref
 
 
+T = TypeVar("T")
+
+
 def ingest_document(
     version: DocumentVersion,
     source: S3SourceConfig | LocalSourceConfig,
     store: ObjectStore,
-    bronze: tuple[ObjectStore, str],
+    bronze: BronzeRoot,
+    *,
+    attempt: str,
+    record: Callable[[IngestedDocument], T | None],
     still_held: Callable[[], bool] = lambda: True,
-) -> IngestedDocument:
-    """Land exactly the pinned ``version`` of one document as bronze; raise a DocumentError if it cannot be.
+    replaces: BronzeObjects | None = None,
+) -> tuple[IngestedDocument, T]:
+    """Land exactly the pinned ``version`` of one document as bronze and ``record`` it (the ledger's fenced
+    SUCCESS); returns the document and what ``record`` returned. Raises a DocumentError if it cannot be landed,
+    LeaseLostError when ``record`` refuses it (its files are removed again).
 
     The document streams: downloaded (and hashed) into scratch space, parsed a block at a time into a Parquet
     file, which is uploaded — memory stays bounded whatever the document's size, and every limit of the source
     is checked on the way. The source object is only read, never modified; the GET is conditional on the pinned
-    ETag (SupersededError when the object has moved on). The data file is written before the manifest, and the
-    manifest — the commit — only while ``still_held()``, so a run that lost its lease commits nothing.
+    ETag (SupersededError when the object has moved on). The files are named by ``attempt`` (the lease token) and
+    land through ``BronzeRoot.commit``: the data file, the manifest only while ``still_held()``, then ``record``,
+    which decides — so a run that lost its lease commits nothing and leaves nothing, even when a PUT of its
+    finishes after another run landed the version. ``replaces``: the files of an earlier commit of the version,
+    removed once this one is recorded.
     """
     started = time.monotonic()
     ref = version.ref
@@ -111,43 +118,48 @@ def ingest_document(
             check_quality(rules, scratch.file("data"))  # before anything lands: a failing document leaves no bronze
         # Arrow's allocator keeps what parsing freed for reuse; hand it back before the upload needs memory of its own.
         pa.default_memory_pool().release_unused()
-        bronze_version = BronzeVersion(ref, version.etag, parsed.is_text)
-        bronze_store, prefix = bronze
-        in_root = (lambda key: f"{prefix}/{key}") if prefix else (lambda key: key)
-        bronze_path = bronze_store.write_file(
-            in_root(bronze_version.data_key), scratch.file("data"), PARQUET_CONTENT_TYPE
+        bronze_version = BronzeVersion(ref, version.etag, parsed.is_text, attempt=attempt)
+        bronze_path = bronze.uri(bronze_version.data_key)
+        manifest = manifest_row(
+            source=ref.source,
+            bucket=ref.bucket,
+            object_key=ref.shown_key,
+            partition_key=ref.partition_key,
+            etag=version.etag,
+            size_bytes=spool.size,
+            sha256=spool.sha256,
+            content_type=info.content_type,
+            format=str(parsed.format),
+            record_count=parsed.record_count,
+            columns_json=columns,
+            bronze_path=bronze_path,
+            last_modified_at=info.last_modified,
+            ingested_at=ingested_at,
+            discovery_seq=version.seq,
         )
-    manifest = manifest_row(
-        source=ref.source,
-        bucket=ref.bucket,
-        object_key=ref.shown_key,
-        partition_key=ref.partition_key,
-        etag=version.etag,
-        size_bytes=spool.size,
-        sha256=spool.sha256,
-        content_type=info.content_type,
-        format=str(parsed.format),
-        record_count=parsed.record_count,
-        columns_json=columns,
-        bronze_path=bronze_path,
-        last_modified_at=info.last_modified,
-        ingested_at=ingested_at,
-        discovery_seq=version.seq,
-    )
-    if not still_held():
+        doc = IngestedDocument(
+            version=version,
+            info=info,
+            sha256=spool.sha256,
+            format=str(parsed.format),
+            record_count=parsed.record_count,
+            is_text=parsed.is_text,
+            columns=columns,
+            bronze_path=bronze_path,
+            duration_ms=0,
+            format_decided_by=str(parsed.format_decided_by),
+            document_columns=parsed.columns,
+            contract=contract,
+        )
+
+        def commit(objects: BronzeObjects):
+            nonlocal doc
+            doc = replace(doc, bronze=objects, duration_ms=int((time.monotonic() - started) * 1000))
+            return record(doc)
+
+        recorded = bronze.commit(
+            bronze_version, scratch.file("data"), manifest, commit, still_held=still_held, replaces=replaces
+        )
+    if recorded is None:
         raise LeaseLostError(f"lost the lease on {version.label()} before committing it")
-    bronze_store.write_atomic(in_root(bronze_version.manifest_key), to_parquet_bytes(manifest), PARQUET_CONTENT_TYPE)
-    return IngestedDocument(
-        version=version,
-        info=info,
-        sha256=spool.sha256,
-        format=str(parsed.format),
-        record_count=parsed.record_count,
-        is_text=parsed.is_text,
-        columns=columns,
-        bronze_path=bronze_path,
-        duration_ms=int((time.monotonic() - started) * 1000),
-        format_decided_by=str(parsed.format_decided_by),
-        document_columns=parsed.columns,
-        contract=contract,
-    )
+    return doc, recorded

@@ -26,6 +26,7 @@ from ingestion_project.core.failure_classes import RESOURCE, error_class, limits
 from ingestion_project.core.heartbeat import Heartbeat
 from ingestion_project.core.resources import IngestionResource
 from ingestion_project.ingestion.documents import IngestedDocument, LeaseLostError, ingest_document
+from ingestion_project.lib.bronze_commit import BronzeObjects, BronzeRoot
 from ingestion_project.lib.errors import DocumentError, SupersededError
 from ingestion_project.lib.keys import DocumentRef
 from ingestion_project.lib.ledger import SOURCE_REMOVED, Failure, Lease, Ledger, Status
@@ -212,14 +213,32 @@ class IngestionRun:
             self.book.skip(row["id"], lease.token, reason, error_type=SOURCE_REMOVED)
             return Outcome("skipped (source removed)", version, message=reason)
         source = self.settings.source(version.source)
+
+        def record(doc: IngestedDocument) -> list[dict] | None:
+            # The commit: the fenced SUCCESS names this attempt's files as the version's.
+            return self.book.succeed(
+                row["id"],
+                lease.token,
+                sha256=doc.sha256,
+                records=doc.record_count,
+                bytes_read=doc.info.size,
+                duration_ms=doc.duration_ms,
+                columns=doc.document_columns if doc.document_columns is not None else doc.columns,
+                contract=None if doc.contract is None else doc.contract.as_dict(),
+                bronze=doc.bronze,
+            )
+
         try:
             with self.budget.reserve(version.partition_key, version.size):
-                doc = ingest_document(
+                doc, closed = ingest_document(
                     version,
                     source,
                     self.ingestion.source_store(version.source),
-                    self.ingestion.bronze_store(version.source),
+                    BronzeRoot(*self.ingestion.bronze_store(version.source)),
+                    attempt=lease.token,
+                    record=record,
                     still_held=lambda: self.book.holds(row["id"], lease.token),
+                    replaces=BronzeObjects.from_row(row),
                 )
         except SupersededError as error:
             closed = self.book.supersede(row["id"], lease.token, str(error))
@@ -231,18 +250,6 @@ class IngestionRun:
         # One document's failure, whatever it is, must not stop or fail the others in this run.
         except Exception as error:  # noqa: BLE001
             return self._failed(lease, row, version, error)
-        closed = self.book.succeed(
-            row["id"],
-            lease.token,
-            sha256=doc.sha256,
-            records=doc.record_count,
-            bytes_read=doc.info.size,
-            duration_ms=doc.duration_ms,
-            columns=doc.document_columns if doc.document_columns is not None else doc.columns,
-            contract=None if doc.contract is None else doc.contract.as_dict(),
-        )
-        if closed is None:
-            return Outcome("lease lost", version, message=f"lost the lease on {version.label()} before recording it")
         schema = self.book.schema_version(version)
         return Outcome("landed", version, doc=doc, closed_letters=len(closed), schema=schema)
 

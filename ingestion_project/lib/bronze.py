@@ -1,8 +1,9 @@
 """The bronze layout: where a document version lands, and the Parquet written there.
 
 See docs/architecture.md ("Bronze layout") — dbt reads exactly these paths and columns. Paths are built only from
-the source name, a sanitized slug plus hash of the key, and a sanitized ETag, so an object key never becomes a
-path component as it is.
+the source name, a sanitized slug plus hash of the key, a sanitized ETag and the attempt (the lease that wrote
+them), so an object key never becomes a path component as it is, and two attempts at one version never write the
+same object: the ledger's SUCCESS says which attempt's files are the version's (lib/bronze_commit.py).
 """
 
 from __future__ import annotations
@@ -85,17 +86,41 @@ def safe_etag(etag: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "_", etag.strip('"')) or "none"
 
 
+def safe_attempt(attempt: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", attempt)[:ATTEMPT_CHARS] or "none"
+
+
+# An attempt's id in a bronze name: the first characters of its lease token (hex), enough to tell attempts apart.
+ATTEMPT_CHARS = 16
+
+
 @dataclass(frozen=True)
 class BronzeVersion:
-    """The bronze keys of one document version, relative to a bronze root."""
+    """The bronze keys of one attempt at one document version, relative to a bronze root.
+
+    ``attempt`` (the lease token of the run that writes them) is part of both names, so a run that lost its lease
+    and finishes a PUT late writes beside the new holder's files, never over them. None: the layout before
+    attempts were named (manifests written then are still read).
+    """
 
     ref: DocumentRef
     etag: str
     is_text: bool
+    attempt: str | None = None
+
+    @property
+    def _dir(self) -> str:
+        return f"{self.ref.source}/{doc_id(self.ref.bucket, self.ref.key)}"
 
     @property
     def _tail(self) -> str:
-        return f"{self.ref.source}/{doc_id(self.ref.bucket, self.ref.key)}/{safe_etag(self.etag)}.parquet"
+        attempt = "" if self.attempt is None else f".{safe_attempt(self.attempt)}"
+        return f"{self._dir}/{safe_etag(self.etag)}{attempt}.parquet"
+
+    @property
+    def dataset(self) -> str:
+        """``text`` or ``tables/<source>``: where the data file lives, and which staging model reads it."""
+        return "text" if self.is_text else f"tables/{self.ref.source}"
 
     @property
     def data_key(self) -> str:
@@ -104,6 +129,11 @@ class BronzeVersion:
     @property
     def manifest_key(self) -> str:
         return f"documents/{self._tail}"
+
+    def attempt_prefixes(self) -> tuple[str, str]:
+        """Key prefixes under which every attempt's manifest and data file of this version lie."""
+        etag = safe_etag(self.etag)
+        return f"documents/{self._dir}/{etag}.", f"{'text' if self.is_text else 'tables'}/{self._dir}/{etag}."
 
 
 @dataclass(frozen=True)

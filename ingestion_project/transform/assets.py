@@ -11,7 +11,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from pydantic import Field
 
 from ingestion_project.config import Settings, bronze_roots
-from ingestion_project.core.automation import WAREHOUSE_MODEL_CONDITION
+from ingestion_project.core.automation import STAGED_MANIFESTS_CONDITION, WAREHOUSE_MODEL_CONDITION
 from ingestion_project.core.keys import (
     DBT_SOURCE_PREFIX,
     INGESTION_LEDGER,
@@ -50,6 +50,8 @@ class WarehouseTranslator(DagsterDbtTranslator):
         return WAREHOUSE_GROUP
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        if dbt_resource_props.get("name") == STAGED_MANIFESTS.path[-1]:
+            return STAGED_MANIFESTS_CONDITION
         return WAREHOUSE_MODEL_CONDITION
 
 

@@ -49,8 +49,13 @@ def dlq_records(s3, bucket: str, state: str = "") -> dict[str, dict]:
 
 
 def manifest_key(row: dict) -> str:
-    """Where the bronze manifest of a ledger row's version lands (docs/architecture.md, "Bronze layout")."""
-    return f"{MANIFESTS}{row['source']}/{doc_id(row['bucket'], row['object_key'])}/{safe_etag(row['etag'])}.parquet"
+    """Where the committed bronze manifest of a SUCCESS ledger row's version is (docs/architecture.md, "Bronze
+    layout"): named by the attempt that won, as the ledger records it."""
+    assert row["bronze_manifest_key"], f"{row['partition_key']} records no committed manifest"
+    key = f"{MANIFESTS.removesuffix('documents/')}{row['bronze_manifest_key']}"
+    prefix = f"{MANIFESTS}{row['source']}/{doc_id(row['bucket'], row['object_key'])}/{safe_etag(row['etag'])}."
+    assert key.startswith(prefix), (key, prefix)
+    return key
 
 
 def materialized_versions(instance: dg.DagsterInstance) -> Counter:
@@ -147,6 +152,9 @@ def assert_nothing_lost_or_doubled(
         assert record["error"]["message"] and record["error"]["traceback"], record
 
     assert keys_under(s3, bronze_bucket, MANIFESTS) == sorted(manifest_key(row) for row in succeeded)
+    # And exactly their data files: no attempt that failed or lost its lease left one behind.
+    data = keys_under(s3, bronze_bucket, "bronze/tables/") + keys_under(s3, bronze_bucket, "bronze/text/")
+    assert sorted(data) == sorted(f"bronze/{row['bronze_data_key']}" for row in succeeded)
     assert materialized_versions(instance) == Counter({(row["partition_key"], row["etag"]): 1 for row in succeeded})
     return records
 

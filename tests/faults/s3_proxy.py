@@ -10,6 +10,8 @@ plan answers chosen requests itself instead::
         proxy.internal_error()                                    # the next request: 500 InternalError
         proxy.reset_connection(method="PUT")                      # the next PUT: connection reset, no answer
         proxy.delay(2.0, path="orders.csv")                       # the next matching request: forwarded 2 s late
+        held = proxy.hold(method="PUT", path="/documents/")        # the next matching request waits for release()
+        held.arrived.wait(10); ...; held.release()                 # ... then is forwarded as it came
         with proxy.unreachable():                                  # nothing listens on the port meanwhile
             ...
         proxy.counts().faults, proxy.requests()
@@ -64,6 +66,7 @@ class FaultKind(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"  # 500 with an S3 InternalError error body
     RESET = "reset"  # close the connection without answering (TCP RST)
     DELAY = "delay"  # wait, then forward as usual
+    HOLD = "hold"  # wait until the test releases it (bounded), then forward as usual
 
 
 _S3_ERRORS = {
@@ -99,6 +102,21 @@ class ProxyCounts:
         return sum(self.injected.values())
 
 
+class Hold:
+    """A request held by the proxy: ``arrived`` is set once it came in (``target`` is its path and query); it is
+    forwarded when ``release()`` is called, or after ``seconds`` at the latest."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self.forwarded = threading.Event()
+        self.target: str | None = None
+
+    def release(self) -> None:
+        self.released.set()
+
+
 @dataclass
 class _Rule:
     kind: FaultKind
@@ -106,6 +124,7 @@ class _Rule:
     method: str | None
     path: str | None
     seconds: float
+    hold: Hold | None = None
 
     def matches(self, method: str, target: str) -> bool:
         if self.method is not None and method.upper() != self.method:
@@ -200,6 +219,18 @@ class S3FaultProxy:
         if not 0 < seconds <= 300:
             raise ValueError("a delay must be between 0 and 300 seconds")
         self._plan(FaultKind.DELAY, times, method, path, seconds)
+
+    def hold(self, *, method: str | None = None, path: str | None = None, seconds: float = 120.0) -> Hold:
+        """Hold the next matching request until the returned ``Hold`` is released (at most ``seconds``), then
+        forward it: a request in flight for as long as the test needs, e.g. while its client is frozen."""
+        if not 0 < seconds <= 300:
+            raise ValueError("a hold must be between 0 and 300 seconds")
+        hold = Hold(seconds)
+        if method is None and path is None:
+            raise ValueError("hold what? give a method or a path")
+        with self._lock:
+            self._rules.append(_Rule(FaultKind.HOLD, 1, method.upper() if method else None, path, seconds, hold))
+        return hold
 
     def clear_faults(self) -> None:
         """Forget every planned fault that has not been used up."""
@@ -346,6 +377,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.close_connection = True  # going down meanwhile: the request is lost, as on a real outage
             else:
                 self._forward(body)
+        elif rule.kind is FaultKind.HOLD:
+            assert rule.hold is not None
+            rule.hold.target = self.path
+            rule.hold.arrived.set()
+            deadline = time.monotonic() + rule.hold.seconds
+            while not rule.hold.released.wait(0.05) and not proxy._down.is_set() and time.monotonic() < deadline:
+                pass
+            if proxy._down.is_set():
+                self.close_connection = True
+            else:
+                self._forward(body)
+                rule.hold.forwarded.set()
         else:
             self._send_s3_error(rule.kind)
 

@@ -155,6 +155,28 @@ def test_delay_holds_the_request_then_forwards_it(proxy, s3_server, bucket):
     assert proxy.counts().injected == {FaultKind.DELAY: 1}
 
 
+def test_hold_keeps_a_put_in_flight_until_released_then_forwards_it(proxy, s3_server, bucket):
+    s3 = client_via(proxy, s3_server, ONE_ATTEMPT)
+    held = proxy.hold(method="PUT", path="/held/")
+    done = threading.Event()
+    putter = threading.Thread(
+        target=lambda: (s3.put_object(Bucket=bucket, Key="held/a.txt", Body=b"late"), done.set()), daemon=True
+    )
+    putter.start()
+    assert held.arrived.wait(10) and "held/a.txt" in held.target
+    s3.put_object(Bucket=bucket, Key="other/b.txt", Body=b"on time")  # other requests pass meanwhile
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="held/")
+    assert not done.is_set()
+
+    held.release()
+    putter.join(10)
+    assert done.is_set() and held.forwarded.wait(5)
+    assert s3.get_object(Bucket=bucket, Key="held/a.txt")["Body"].read() == b"late"
+    assert proxy.counts().injected == {FaultKind.HOLD: 1}
+    for key in ("held/a.txt", "other/b.txt"):
+        s3.delete_object(Bucket=bucket, Key=key)
+
+
 def test_delay_longer_than_the_read_timeout_surfaces_as_read_timeout(proxy, s3_server, bucket):
     s3 = client_via(proxy, s3_server, ONE_ATTEMPT.merge(Config(read_timeout=0.3)))
     proxy.delay(2.0, method="GET")

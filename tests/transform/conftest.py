@@ -45,6 +45,20 @@ def build_warehouse(
     return WarehouseBuild(result=result, path=path)
 
 
+def snapshot_and_build(
+    ledger_resource, roots: Sequence[str], path: Path, monkeypatch: pytest.MonkeyPatch, *, full_refresh: bool = False
+) -> WarehouseBuild:
+    """What the warehouse automation runs: the ledger snapshot (`ingestion_ledger`), then the dbt build over
+    `roots`, into the DuckDB file at `path`; both must succeed."""
+    from ingestion_project.failures.assets import ingestion_ledger
+
+    monkeypatch.setenv("INGESTION_WAREHOUSE_PATH", str(path))
+    assert dg.materialize([ingestion_ledger], resources={"ledger": ledger_resource}).success
+    build = build_warehouse(roots, path, monkeypatch, full_refresh=full_refresh)
+    assert build.result.success
+    return build
+
+
 def write_local_bronze(base: Path) -> list[str]:
     """Write the fixture bronze under `base` (tables and manifests in one root, text in another)."""
     roots = {

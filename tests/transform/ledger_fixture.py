@@ -60,6 +60,14 @@ PROCESSED_FILES_COLUMNS = {
     # 0008: when its partition of raw_documents was retired; 0009: when the row last changed.
     "partition_retired_at": "timestamptz",
     "updated_at": "timestamptz",
+    # 0010: the committed bronze of a SUCCESS version, and when it was last verified.
+    "bronze_manifest_key": "varchar",
+    "bronze_manifest_bytes": "bigint",
+    "bronze_manifest_sha256": "varchar",
+    "bronze_data_key": "varchar",
+    "bronze_data_bytes": "bigint",
+    "bronze_data_sha256": "varchar",
+    "bronze_verified_at": "timestamptz",
     "snapshot_at": "timestamptz",
 }
 DEAD_LETTERS_COLUMNS = {

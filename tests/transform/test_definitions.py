@@ -23,7 +23,7 @@ def test_transform_definitions_load():
     assert isinstance(defs.resolve_sensor_def("warehouse_automation_sensor"), dg.AutomationConditionSensorDefinition)
 
 
-def test_bronze_staging_models_depend_on_raw_documents_only():
+def test_bronze_staging_models_depend_on_raw_documents_and_the_ledger_snapshot():
     deps = {
         spec.key.to_user_string(): {dep.asset_key.to_user_string() for dep in spec.deps}
         for spec in warehouse_dbt_assets.specs
@@ -35,8 +35,9 @@ def test_bronze_staging_models_depend_on_raw_documents_only():
         "stg_bronze__customers",
         "stg_bronze__text_chunks",
     }
-    # Data staging also reads the staged manifests: which versions are committed, and which one is the latest.
-    assert deps["stg_bronze__documents"] == {"raw_documents"}
+    # The staged manifests are the ones the ledger snapshot's SUCCESS names; data staging reads the staged
+    # manifests: which versions are committed, and which one is the latest.
+    assert deps["stg_bronze__documents"] == {"raw_documents", "ingestion_ledger"}
     for key in ("stg_bronze__orders", "stg_bronze__customers"):
         assert deps[key] == {"raw_documents", "stg_bronze__documents"}
     assert {spec.group_name for spec in warehouse_dbt_assets.specs} == {"warehouse"}

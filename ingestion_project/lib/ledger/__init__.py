@@ -24,6 +24,7 @@ from ingestion_project.lib.ledger.schema import (
     watermarks,
 )
 from ingestion_project.lib.ledger.store import (
+    BRONZE_LOST,
     END_FIGURES,
     LANDED,
     SOURCE_REMOVED,
@@ -37,6 +38,7 @@ from ingestion_project.lib.ledger.store import (
 )
 
 __all__ = [
+    "BRONZE_LOST",
     "END_FIGURES",
     "LANDED",
     "RetirablePartition",

@@ -95,11 +95,21 @@ processed_files = sa.Table(
     # changed since the last one.
     sa.Column("updated_at", UtcDateTime(), default=_now, onupdate=_now),
     sa.Index("ix_processed_files_updated", "updated_at"),
+    # 0010: the committed bronze of a SUCCESS version — the attempt's manifest and data file (keys relative to the
+    # bronze root), their size and sha256 — and when the integrity check last found them intact.
+    sa.Column("bronze_manifest_key", sa.Text),
+    sa.Column("bronze_manifest_bytes", sa.BigInteger),
+    sa.Column("bronze_manifest_sha256", sa.String(64)),
+    sa.Column("bronze_data_key", sa.Text),
+    sa.Column("bronze_data_bytes", sa.BigInteger),
+    sa.Column("bronze_data_sha256", sa.String(64)),
+    sa.Column("bronze_verified_at", UtcDateTime()),
     sa.Index("ix_processed_files_status_requested", "status", "requested_at"),
     sa.Index("ix_processed_files_status_started", "status", "processing_started_at"),
     sa.Index("ix_processed_files_source_status", "source", "status"),
     sa.Index("ix_processed_files_status_lease", "status", "lease_expires_at"),
     sa.Index("ix_processed_files_request_key", "request_key"),
+    sa.Index("ix_processed_files_status_verified", "status", "bronze_verified_at"),
 )
 
 dead_letters = sa.Table(

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from ingestion_project.lib.bronze_commit import BronzeObjects
 from ingestion_project.lib.keys import key_hash
 from ingestion_project.lib.ledger.schema import (
     IN_FLIGHT,
@@ -40,6 +41,9 @@ OPEN = "open"
 # error_type of versions skipped because their source left the sources file: they wait again if it comes back.
 SOURCE_REMOVED = "SourceRemoved"
 _MESSAGE_LIMIT = 4000
+# error_type of a SUCCESS version sent back to DISCOVERED (or FAILED) because its committed bronze was lost.
+BRONZE_LOST = "BronzeLost"
+BRONZE_COLUMNS = tuple(f"bronze_{name}" for name in BronzeObjects.__dataclass_fields__)
 
 
 def _parse_time(value: str) -> datetime:
@@ -357,10 +361,13 @@ class Ledger:
         columns: Columns | None = None,
         contract: dict | None = None,
         watermark: Watermark | None = None,
+        bronze: BronzeObjects | None = None,
     ) -> list[dict] | None:
         """SUCCESS; the version's open dead letters are resolved, its ``columns`` (when given) recorded in the
         schema history and, for a database extraction, its table's ``watermark`` moved — all in one transaction, so
-        a watermark never moves past rows that did not land. None when the lease was lost."""
+        a watermark never moves past rows that did not land. ``bronze``: the attempt's files, which this makes the
+        version's current ones (staging reads no other manifest). None when the lease was lost."""
+        committed = bronze.as_row() if bronze is not None else dict.fromkeys(BRONZE_COLUMNS)
         with self.engine.begin() as conn:
             if not self._fenced(
                 conn,
@@ -377,6 +384,8 @@ class Ledger:
                 error_type=None,
                 error_message=None,
                 error_traceback=None,
+                bronze_verified_at=None,
+                **committed,
             ):
                 return None
             row = self._row(conn, row_id)
@@ -385,6 +394,59 @@ class Ledger:
             if watermark is not None:
                 self._set_watermark(conn, row, watermark)
             return self._close_letters(conn, row, "resolved")
+
+    # Bronze integrity: the committed files of SUCCESS versions, checked a few at a time
+
+    def bronze_to_verify(self, limit: int) -> list[dict]:
+        """SUCCESS versions with recorded bronze, the least recently verified (never verified: first) first."""
+        query = (
+            sa.select(processed_files)
+            .where(t.status == Status.SUCCESS, t.bronze_manifest_key.is_not(None))
+            .order_by(t.bronze_verified_at.is_not(None), t.bronze_verified_at, t.id)
+            .limit(limit)
+        )
+        return self._rows(query)
+
+    def bronze_verified(self, ids: Sequence[int], at: datetime | None = None) -> None:
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    processed_files.update()
+                    .where(t.id.in_(list(ids)), t.status == Status.SUCCESS)
+                    .values(bronze_verified_at=at or _now())
+                )
+
+    def bronze_lost(self, row: dict, reason: str, *, failure: Failure | None = None) -> bool:
+        """A SUCCESS version whose committed bronze is missing or altered: back to DISCOVERED, so the sensor
+        requests it again (the source still has it), or — with ``failure`` — FAILED with an open dead letter (it
+        cannot be landed again). Only while the row still records the same files (a new commit meanwhile wins)."""
+        unchanged = (
+            (t.id == row["id"]) & (t.status == Status.SUCCESS) & (t.bronze_manifest_key == row["bronze_manifest_key"])
+        )
+        now = _now()
+        if failure is None:
+            values = {
+                "status": Status.DISCOVERED,
+                "requested_at": None,
+                "not_before": None,
+                "tries": 0,
+                "error_type": BRONZE_LOST,
+                "error_message": reason[:_MESSAGE_LIMIT],
+            }
+        else:
+            values = {
+                "status": Status.FAILED,
+                "processed_at": now,
+                "error_class": failure.error_class,
+                "error_type": failure.error_type[:128],
+                "error_message": failure.message[:_MESSAGE_LIMIT],
+            }
+        with self.engine.begin() as conn:
+            if not conn.execute(processed_files.update().where(unchanged).values(values)).rowcount:
+                return False
+            if failure is not None:
+                self._open_letter(conn, self._row(conn, row["id"]), failure, now)
+        return True
 
     def _set_watermark(self, conn: Connection, row: dict, watermark: Watermark) -> None:
         w = watermarks.c

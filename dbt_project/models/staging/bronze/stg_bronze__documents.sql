@@ -17,6 +17,24 @@ source as (
 
 ),
 
+keyed as (
+
+    -- The manifest's key under its root (documents/<source>/<document>/<etag>.<attempt>.parquet), as the ledger
+    -- records the committed one.
+    select *, regexp_extract(_bronze_file, '(documents/[^/]+/[^/]+/[^/]+)$', 1) as manifest_key
+    from source
+
+),
+
+committed as (
+
+    -- Only the manifest of the attempt whose SUCCESS the ledger recorded: a late write of a run that lost its
+    -- lease is never read. A manifest not committed yet is read by a later build.
+    select * from keyed
+    where {{ is_committed_manifest('keyed', source('ledger', 'processed_files')) }}
+
+),
+
 renamed as (
 
     select
@@ -40,6 +58,7 @@ renamed as (
         -- root has moved since `bronze_path` was written).
         case when lower(format) = 'text' then 'text' else 'tables/' || source end as bronze_dataset,
         _bronze_file as manifest_path,
+        manifest_key,
         regexp_replace(
             _bronze_file,
             '/documents/([^/]+/[^/]+/[^/]+)$',
@@ -47,7 +66,7 @@ renamed as (
         ) as data_path,
         {{ build_started_at() }} as loaded_at
 
-    from source
+    from committed
 
 ),
 
