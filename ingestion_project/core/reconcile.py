@@ -20,7 +20,7 @@ from ingestion_project.config import Settings
 from ingestion_project.core.dead_letters import StoreFor, record_key, write_pending
 from ingestion_project.core.tags import BATCH_TAG
 from ingestion_project.lib.keys import DocumentRef
-from ingestion_project.lib.ledger import Failure, Ledger
+from ingestion_project.lib.ledger import Failure, Ledger, Status
 
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -63,8 +63,9 @@ def release_rows(
     A run that died holding several versions cannot say which of them killed it: they are requested again in runs
     of half as many (``isolation_limit``), and the loss counts toward ``max_attempts`` only for a version that was
     alone in the run that died. So the batchmates of a document that kills its worker land, and only the killer
-    is quarantined."""
-    held = len(rows)
+    is quarantined. Versions a run was requested for but never claimed did not run: they are requested again as
+    they were."""
+    held = sum(1 for row in rows if row["status"] == Status.PROCESSING)
     for row in rows:
         label = f"{row['partition_key']}@{row['etag']}"
         if not (settings.has_source(row["source"]) or settings.has_database(row["source"])):
@@ -73,7 +74,7 @@ def release_rows(
             continue
         # A database source allows one attempt: its next extraction reads the same rows again.
         source = settings.any_source(row["source"])
-        if held > 1:
+        if held > 1 and row["status"] == Status.PROCESSING:
             limit = isolation_limit(held, row.get("batch_limit"))
             shared = f"{reason}; it held {held} versions: requested again in runs of at most {limit}"
             if book.release(row, shared, batch_limit=limit):
