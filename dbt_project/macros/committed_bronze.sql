@@ -48,32 +48,40 @@
 
 
 {#
-    `wanted_query` (one column, `data_path`: data files of committed versions) less the files missing under every
-    bronze root, as a list. A committed file that is missing (deleted by hand, lost by the store) is passed over
-    with a warning instead of failing the build with an IO error; the `bronze_is_intact` check finds it and has
-    the version landed again, or dead-lettered when its source no longer has it.
+    `wanted_query` (one column, `data_path`: data files of committed versions) less the files missing, as a list. A
+    committed file that is missing (deleted by hand, lost by the store) is passed over with a warning instead of
+    failing the build with an IO error; the `bronze_is_intact` check finds it and has the version landed again, or
+    dead-lettered when its source no longer has it. The files are looked up one by one (a build's new versions: the
+    cost follows what is new), or, past 200 of them (a full refresh), by one listing per root.
 #}
 {% macro present_bronze_files(dataset, wanted_query) %}
-    {%- set listings = [] -%}
-    {%- for root in bronze_roots() -%}
-        {%- do listings.append(
-            "select file from glob(" ~ sql_string(root.rstrip('/') ~ '/' ~ dataset ~ '/**/*.parquet') ~ ")"
-        ) -%}
-    {%- endfor -%}
-    {%- if not listings -%}
+    {%- set wanted = run_query(wanted_query ~ " order by 1").columns[0].values() | list -%}
+    {%- if not wanted -%}
         {{ return([]) }}
     {%- endif -%}
-    {%- set query -%}
-        with wanted as ({{ wanted_query }}), present as ({{ listings | join(' union ') }})
-        select data_path, data_path in (select file from present) as is_present from wanted order by 1
-    {%- endset -%}
+    {%- if wanted | length <= 200 -%}
+        {%- set patterns = wanted -%}
+    {%- else -%}
+        {%- set patterns = [] -%}
+        {%- for root in bronze_roots() -%}
+            {%- do patterns.append(root.rstrip('/') ~ '/' ~ dataset ~ '/**/*.parquet') -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set listings = [] -%}
+    {%- for pattern in patterns -%}
+        {%- do listings.append("select file from glob(" ~ sql_string(pattern) ~ ")") -%}
+    {%- endfor -%}
+    {%- set present = {} -%}
+    {%- for file in run_query(listings | join(' union ')).columns[0].values() -%}
+        {%- do present.update({file: true}) -%}
+    {%- endfor -%}
     {%- set found = [] -%}
     {%- set missing = [] -%}
-    {%- for row in run_query(query).rows -%}
-        {%- if row[1] -%}
-            {%- do found.append(row[0]) -%}
+    {%- for path in wanted -%}
+        {%- if path in present -%}
+            {%- do found.append(path) -%}
         {%- else -%}
-            {%- do missing.append(row[0]) -%}
+            {%- do missing.append(path) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if missing -%}
