@@ -153,7 +153,8 @@ def _high_water(connection: Connection, relation: _Relation, low: object) -> tup
 
 def write_bronze(spool_path: str, lineage: Lineage, out_path: str, *, max_rows: int) -> int:
     """The spooled rows as a bronze Parquet file with the lineage columns; the number of rows written."""
-    writer = BronzeWriter(out_path, lineage, numbered=True, max_rows=max_rows)
+    # The extraction's own _rescued_data (bad_values: rescue) lands as it is; a table column so named was refused.
+    writer = BronzeWriter(out_path, lineage, numbered=True, max_rows=max_rows, keep=("_rescued_data",))
     try:
         for batch in batches(spool_path):
             writer.write(batch)

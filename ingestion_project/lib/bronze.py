@@ -13,6 +13,7 @@ import json
 import queue
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,13 +56,14 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def landing_names(names: list[str]) -> tuple[list[str], dict[str, str]]:
+def landing_names(names: list[str], keep: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
     """The names a document's columns land under, and the renames (document name → landed name).
 
     A column named like a reserved column gets the first free suffix ``_1``, ``_2``, … that no reserved name and
     no other column of the document has (ignoring case), so it can collide with nothing in bronze or staging.
+    ``keep``: reserved columns the platform itself put there (a database extraction's ``_rescued_data``).
     """
-    reserved = {name.casefold() for name in RESERVED_COLUMNS}
+    reserved = {name.casefold() for name in RESERVED_COLUMNS} - {name.casefold() for name in keep}
     taken = reserved | {name.casefold() for name in names}
     landed, renamed = [], {}
     for name in names:
@@ -176,8 +178,9 @@ class BronzeWriter:
     groups are encoded and compressed on a thread of their own while the parser reads on, so the two overlap.
     """
 
-    def __init__(self, path: str, lineage: Lineage, *, numbered: bool, max_rows: int):
+    def __init__(self, path: str, lineage: Lineage, *, numbered: bool, max_rows: int, keep: Sequence[str] = ()):
         self.path = path
+        self._keep = tuple(keep)  # reserved columns the platform added itself: they land under their own name
         self._lineage = lineage
         self._numbered = numbered
         self._max_rows = max_rows
@@ -201,7 +204,7 @@ class BronzeWriter:
         if self.rows + batch.num_rows > self._max_rows:
             raise over_limit("rows", f"the document has more than {self._max_rows:,} rows", self._max_rows)
         if self.schema is None:
-            self._names, self.renamed = landing_names(batch.schema.names)
+            self._names, self.renamed = landing_names(batch.schema.names, self._keep)
         lineage = self._lineage.columns(batch.num_rows, self.rows if self._numbered else None)
         full = pa.Table.from_arrays([*batch.columns, *lineage.values()], names=[*self._names, *lineage])
         if self.schema is None:
