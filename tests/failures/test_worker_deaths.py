@@ -254,4 +254,4 @@ def test_an_oom_killed_batch_is_split_until_only_the_killer_is_quarantined_and_i
     assert_nothing_lost_or_doubled(pipeline.ledger, instance, s3_client, bronze_bucket, also={"QUARANTINED"})
     [record] = dlq_records(s3_client, bronze_bucket, "quarantined").values()
     assert (record["object"]["key"], record["error"]["type"]) == (killer, "WorkerLost")
-    assert isinstance(pipeline.tick(), dg.SkipReason)
+    assert skip_message(pipeline.tick()) is not None
