@@ -133,3 +133,11 @@ def resources_for(ledger_resource):
         }
 
     return build
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    """A ledger URL, once for SQLite and once for the session's PostgreSQL: tests of the ledger run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    return request.getfixturevalue("postgres_url")

@@ -36,14 +36,9 @@ def test_a_version_to_run_alone_starts_and_ends_a_batch_of_its_own():
     assert [[row["id"] for row in chunk] for chunk in chunks] == [[0, 1, 2], [10], [20, 21, 22]]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def book(request, tmp_path) -> Ledger:
-    url = (
-        f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    return Ledger(create_ledger_engine(url))
+@pytest.fixture
+def book(ledger_url) -> Ledger:
+    return Ledger(create_ledger_engine(ledger_url))
 
 
 def test_a_shared_death_halves_the_next_batches_and_only_a_death_alone_counts_an_attempt(book, tmp_path):

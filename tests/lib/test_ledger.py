@@ -26,13 +26,6 @@ from ingestion_project.lib.ledger import (
 from ingestion_project.lib.versions import DocumentVersion
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def ledger(ledger_url):
     return Ledger(create_ledger_engine(ledger_url))

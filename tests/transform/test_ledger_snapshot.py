@@ -17,14 +17,9 @@ LEASE = timedelta(minutes=10)
 TABLES = ("processed_files", "schema_versions", "dead_letters")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def book(request, tmp_path) -> Ledger:
-    url = (
-        f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    return Ledger(create_ledger_engine(url))
+@pytest.fixture
+def book(ledger_url) -> Ledger:
+    return Ledger(create_ledger_engine(ledger_url))
 
 
 def version(key: str, etag: str = "e1") -> DocumentVersion:
